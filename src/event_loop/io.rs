@@ -1,0 +1,100 @@
+//! `add_reader`/`add_writer`/`remove_*` with selector-loop semantics:
+//! adding replaces (and cancels) the previous handle for that fd and side;
+//! removing returns whether a handle was removed; a closed loop refuses to
+//! add and reports "nothing removed".
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyInt, PyTuple};
+
+use super::Loop;
+use crate::handles::Handle;
+use crate::pyhelpers;
+use crate::reactor::Side;
+
+/// `selectors._fileobj_to_fd`: an int, or an object with `fileno()`.
+pub(super) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let fd: i64 = if obj.is_instance_of::<PyInt>() {
+        obj.extract()?
+    } else {
+        let invalid = || PyValueError::new_err(format!("Invalid file object: {}", repr(obj)));
+        let r = obj.call_method0("fileno").map_err(|e| {
+            let py = obj.py();
+            if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py)
+                || e.is_instance_of::<pyo3::exceptions::PyTypeError>(py)
+                || e.is_instance_of::<PyValueError>(py)
+            {
+                invalid()
+            } else {
+                e
+            }
+        })?;
+        // int(fileobj.fileno())
+        let as_int = obj
+            .py()
+            .get_type::<PyInt>()
+            .call1((r,))
+            .map_err(|_| invalid())?;
+        as_int.extract()?
+    };
+    if fd < 0 {
+        return Err(PyValueError::new_err(format!(
+            "Invalid file descriptor: {fd}"
+        )));
+    }
+    RawFd::try_from(fd)
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("file descriptor out of range"))
+}
+
+fn repr(obj: &Bound<'_, PyAny>) -> String {
+    obj.repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "<object>".to_string())
+}
+
+pub(super) fn add(
+    lp: &Loop,
+    fd: RawFd,
+    side: Side,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<Py<Handle>> {
+    lp.check_closed()?;
+    let py = callback.py();
+    let ctx = pyhelpers::copy_context(py)?;
+    let tb = if lp.is_debug() {
+        Some(pyhelpers::extract_stack(py)?)
+    } else {
+        None
+    };
+    let handle = Py::new(
+        py,
+        Handle::new(
+            callback.clone().unbind(),
+            args.clone().unbind(),
+            ctx,
+            true,
+            tb,
+        ),
+    )?;
+    let old = lp.reactor.set(fd, side, handle.clone_ref(py))?;
+    if let Some(old) = old {
+        old.get().cancel_inner();
+    }
+    Ok(handle)
+}
+
+pub(super) fn remove(lp: &Loop, fd: RawFd, side: Side) -> bool {
+    if lp.is_closed() {
+        return false;
+    }
+    match lp.reactor.remove(fd, side) {
+        Some(h) => {
+            h.get().cancel_inner();
+            true
+        }
+        None => false,
+    }
+}

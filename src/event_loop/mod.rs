@@ -1,0 +1,477 @@
+//! The event loop core: `ferrio._ferrio.Loop`.
+//!
+//! - `mod.rs` (this file): the loop's state and every Python-visible method
+//!   of the Rust base class (PyO3 allows one `#[pymethods]` block per class;
+//!   bodies that grow go to sibling files).
+//! - `run.rs`: one iteration (`_run_once`) and the run-forever loop.
+//! - `io.rs`: `add_reader`/`add_writer` and fd-object conversion.
+//!
+//! The Python subclass `ferrio.Loop` (python/ferrio/_loop.py) adds the rarely
+//! used, setup-time methods, mostly by reusing asyncio's own functions so
+//! their behaviour matches the running Python version exactly.
+//!
+//! State lives here: ready queue, timer heap, reactor, and the flags the run
+//! loop reads each iteration. Every structure sits behind its own
+//! uncontended mutex, never held while Python code runs, so callbacks can
+//! re-enter the loop freely and other threads can `call_soon_threadsafe`.
+
+mod io;
+mod run;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::clock;
+use crate::handles::{self, Handle, TimerHandle};
+use crate::pyhelpers;
+use crate::reactor::{Reactor, Side};
+use crate::timers::TimerHeap;
+
+#[pyclass(module = "ferrio._ferrio", name = "Loop", subclass, frozen)]
+pub struct Loop {
+    ready: Mutex<VecDeque<Py<Handle>>>,
+    /// The previous pass's emptied batch, kept to reuse its allocation.
+    spare: Mutex<VecDeque<Py<Handle>>>,
+    timers: Mutex<TimerHeap>,
+    reactor: Reactor,
+    stopping: AtomicBool,
+    closed: AtomicBool,
+    debug: AtomicBool,
+    /// `threading.get_ident()` of the running thread, 0 when not running.
+    thread_id: AtomicU64,
+    /// f64 bits of the last poll time (loop thread only).
+    last_poll: AtomicU64,
+    /// f64 bits of `slow_callback_duration`.
+    slow_callback: AtomicU64,
+    current_handle: Mutex<Option<Py<PyAny>>>,
+    clock_resolution: f64,
+}
+
+// Orderings: the flags below are read and written under the GIL (or, on a
+// free-threaded build, only ever need eventual visibility: `stop()` from
+// another thread is not thread-safe in asyncio either and must go through
+// `call_soon_threadsafe`, whose queue mutex orders it). Relaxed suffices.
+impl Loop {
+    #[inline]
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn is_debug(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn last_poll(&self) -> f64 {
+        f64::from_bits(self.last_poll.load(Ordering::Relaxed))
+    }
+
+    #[inline]
+    fn set_last_poll(&self, t: f64) {
+        self.last_poll.store(t.to_bits(), Ordering::Relaxed);
+    }
+
+    fn slow_callback_duration(&self) -> f64 {
+        f64::from_bits(self.slow_callback.load(Ordering::Relaxed))
+    }
+
+    fn set_current_handle(&self, h: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut *self.current_handle.lock(), h);
+        drop(old);
+    }
+
+    fn reactor(&self) -> PyResult<&Reactor> {
+        Ok(&self.reactor)
+    }
+
+    #[inline]
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Ok(())
+    }
+
+    fn check_thread(&self) -> PyResult<()> {
+        let tid = self.thread_id.load(Ordering::Relaxed);
+        if tid == 0 {
+            return Ok(());
+        }
+        // SAFETY: plain query of the current thread's identifier.
+        let me = unsafe { ffi::PyThread_get_thread_ident() } as u64;
+        if me != tid {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds a one-shot handle, capturing the current context if none given.
+    #[inline]
+    fn make_handle(
+        &self,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+        debug: bool,
+    ) -> PyResult<Handle> {
+        let ctx = match context {
+            Some(c) => c.clone().unbind(),
+            None => pyhelpers::copy_context(py)?,
+        };
+        let tb = if debug {
+            Some(pyhelpers::extract_stack(py)?)
+        } else {
+            None
+        };
+        Ok(Handle::new(
+            callback.clone().unbind(),
+            args.clone().unbind(),
+            ctx,
+            false,
+            tb,
+        ))
+    }
+
+    fn push_ready(&self, h: Py<Handle>) {
+        self.ready.lock().push_back(h);
+    }
+
+    fn schedule_at(
+        &self,
+        py: Python<'_>,
+        when: f64,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<TimerHandle>> {
+        self.check_closed()?;
+        let debug = self.is_debug();
+        if debug {
+            self.check_thread()?;
+            pyhelpers::check_callback(callback, method)?;
+        }
+        let base = self.make_handle(py, callback, args, context, debug)?;
+        let counter = self.timers.lock().cancel_counter();
+        let th = handles::new_timer_handle(py, base, TimerHandle::new(when, counter))?;
+        self.timers.lock().push(when, th.clone_ref(py));
+        Ok(th)
+    }
+}
+
+/// Reads a delay or deadline as a float, as `loop.time() + delay` would.
+fn extract_time(obj: Option<&Bound<'_, PyAny>>, none_msg: &str) -> PyResult<f64> {
+    match obj {
+        None => Err(handles::none_time_error(none_msg)),
+        Some(o) if o.is_none() => Err(handles::none_time_error(none_msg)),
+        Some(o) => o.extract::<f64>(),
+    }
+}
+
+#[pymethods]
+impl Loop {
+    #[new]
+    fn new() -> PyResult<Self> {
+        Ok(Loop {
+            ready: Mutex::new(VecDeque::new()),
+            spare: Mutex::new(VecDeque::new()),
+            timers: Mutex::new(TimerHeap::new()),
+            reactor: Reactor::new()?,
+            stopping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            thread_id: AtomicU64::new(0),
+            last_poll: AtomicU64::new(0f64.to_bits()),
+            slow_callback: AtomicU64::new(0.1f64.to_bits()),
+            current_handle: Mutex::new(None),
+            clock_resolution: clock::resolution(),
+        })
+    }
+
+    /// `loop.time()`: the monotonic clock in seconds.
+    fn time(&self) -> f64 {
+        clock::now()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        &self,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        self.check_closed()?;
+        let debug = self.is_debug();
+        if debug {
+            self.check_thread()?;
+            pyhelpers::check_callback(callback, "call_soon")?;
+        }
+        let h = Py::new(py, self.make_handle(py, callback, args, context, debug)?)?;
+        self.push_ready(h.clone_ref(py));
+        Ok(h)
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        &self,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        self.check_closed()?;
+        let debug = self.is_debug();
+        if debug {
+            pyhelpers::check_callback(callback, "call_soon_threadsafe")?;
+        }
+        let h = Py::new(py, self.make_handle(py, callback, args, context, debug)?)?;
+        self.push_ready(h.clone_ref(py));
+        self.reactor.waker.wake_if_sleeping();
+        Ok(h)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        &self,
+        py: Python<'_>,
+        delay: Option<&Bound<'_, PyAny>>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let delay = extract_time(delay, "delay must not be None")?;
+        let when = clock::now() + delay;
+        self.schedule_at(py, when, callback, args, context, "call_later")
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        &self,
+        py: Python<'_>,
+        when: Option<&Bound<'_, PyAny>>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let when = extract_time(when, "when cannot be None")?;
+        self.schedule_at(py, when, callback, args, context, "call_at")
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn is_running(&self) -> bool {
+        self.thread_id.load(Ordering::Relaxed) != 0
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn get_debug(&self) -> bool {
+        self.is_debug()
+    }
+
+    #[getter(_debug)]
+    fn get_debug_attr(&self) -> bool {
+        self.is_debug()
+    }
+
+    #[setter(_debug)]
+    fn set_debug_attr(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.debug.store(value.is_truthy()?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[getter(_stopping)]
+    fn get_stopping(&self) -> bool {
+        self.is_stopping()
+    }
+
+    #[setter(_stopping)]
+    fn set_stopping(&self, value: bool) {
+        self.stopping.store(value, Ordering::Relaxed);
+    }
+
+    #[getter(_closed)]
+    fn get_closed(&self) -> bool {
+        self.is_closed()
+    }
+
+    #[getter(_thread_id)]
+    fn get_thread_id(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    #[setter(_thread_id)]
+    fn set_thread_id(&self, value: Option<u64>) {
+        self.thread_id.store(value.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    #[getter(slow_callback_duration)]
+    fn get_slow_callback_duration(&self) -> f64 {
+        self.slow_callback_duration()
+    }
+
+    #[setter(slow_callback_duration)]
+    fn set_slow_callback_duration(&self, value: f64) {
+        self.slow_callback.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    #[getter(_current_handle)]
+    fn get_current_handle(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.current_handle.lock().as_ref().map(|h| h.clone_ref(py))
+    }
+
+    #[getter(_clock_resolution)]
+    fn get_clock_resolution(&self) -> f64 {
+        self.clock_resolution
+    }
+
+    fn _check_closed(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
+    fn _check_thread(&self) -> PyResult<()> {
+        self.check_thread()
+    }
+
+    /// One iteration of the loop (asyncio's `_run_once`).
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        run::run_once(slf)
+    }
+
+    /// The inner `while True: _run_once(); if stopping: break` of run_forever.
+    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+        run::run_forever(slf)
+    }
+
+    /// Marks the loop closed and drops everything scheduled on it.
+    fn _close_native(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let ready = std::mem::take(&mut *self.ready.lock());
+        let timers = self.timers.lock().clear();
+        let fds = self.reactor.clear();
+        drop((ready, timers, fds));
+    }
+
+    /// Wakes the loop from another thread (asyncio's `_write_to_self`).
+    fn _write_to_self(&self) {
+        self.reactor.waker.wake();
+    }
+
+    /// Number of callbacks waiting in the ready queue.
+    fn _ready_len(&self) -> usize {
+        self.ready.lock().len()
+    }
+
+    /// Number of timers in the heap, cancelled ones included.
+    fn _timers_len(&self) -> usize {
+        self.timers.lock().len()
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(
+        &self,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let fd = io::fileobj_to_fd(fd)?;
+        io::add(self, fd, Side::Read, callback, args).map(drop)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(
+        &self,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let fd = io::fileobj_to_fd(fd)?;
+        io::add(self, fd, Side::Write, callback, args).map(drop)
+    }
+
+    fn remove_reader(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let fd = io::fileobj_to_fd(fd)?;
+        Ok(io::remove(self, fd, Side::Read))
+    }
+
+    fn remove_writer(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let fd = io::fileobj_to_fd(fd)?;
+        Ok(io::remove(self, fd, Side::Write))
+    }
+
+    /// Selector-loop internal names, used by code written against
+    /// `asyncio.selector_events` (they skip the transport ownership check).
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(
+        &self,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        let fd = io::fileobj_to_fd(fd)?;
+        io::add(self, fd, Side::Read, callback, args)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(
+        &self,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        let fd = io::fileobj_to_fd(fd)?;
+        io::add(self, fd, Side::Write, callback, args)
+    }
+
+    fn _remove_reader(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_reader(fd)
+    }
+
+    fn _remove_writer(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_writer(fd)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // try_lock: the GC must never block; skipping a structure only
+        // under-reports references, which keeps objects alive (safe).
+        if let Some(q) = self.ready.try_lock() {
+            for h in q.iter() {
+                visit.call(h)?;
+            }
+        }
+        if let Some(t) = self.timers.try_lock() {
+            t.traverse(&visit)?;
+        }
+        self.reactor.traverse(&visit)?;
+        if let Some(h) = self.current_handle.try_lock() {
+            if let Some(h) = h.as_ref() {
+                visit.call(h)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        self._close_native();
+        self.set_current_handle(None);
+    }
+}

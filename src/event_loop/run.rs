@@ -1,0 +1,181 @@
+//! One iteration of the loop (`_run_once`), asyncio's algorithm in Rust:
+//!
+//! 1. reclaim cancelled timers (rebuild the heap when most are cancelled);
+//! 2. pick the poll timeout: 0 if callbacks are ready or the loop is
+//!    stopping, else until the earliest timer (capped at one day), else
+//!    forever;
+//! 3. poll, queueing the handles of ready fds;
+//! 4. queue every timer due before `now + clock resolution`;
+//! 5. run exactly the callbacks that were ready when the pass started, in
+//!    FIFO order. What they schedule runs in the next pass (generations), and
+//!    `stop()` lets the pass finish.
+//!
+//! Poll skipping: when callbacks are already ready the poll would use a zero
+//! timeout; it is skipped if the previous poll was less than
+//! [`POLL_SKIP_WINDOW`] ago. I/O readiness and cross-thread wakeups are
+//! therefore seen at most that late while the loop is busy, and never later
+//! when it is idle. This saves one syscall per iteration on busy loops.
+//!
+//! If `KeyboardInterrupt` or `SystemExit` escapes a callback (or the
+//! exception handler), the callbacks of the pass that did not run yet are
+//! put back at the front of the ready queue before the error propagates, so
+//! nothing is lost and the loop can be run again.
+
+use std::collections::VecDeque;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::prelude::*;
+
+use super::Loop;
+use crate::clock;
+use crate::handles::Handle;
+use crate::pyhelpers;
+
+/// Longest a busy loop goes without polling for I/O.
+pub const POLL_SKIP_WINDOW: f64 = 250e-6;
+/// asyncio's MAXIMUM_SELECT_TIMEOUT: the longest single poll.
+const MAX_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+
+fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
+}
+
+/// Converts a timeout in seconds to epoll's milliseconds, rounding up like
+/// `select.epoll.poll` so a timer is never polled for "too early" in a spin.
+fn timeout_ms(seconds: f64) -> i32 {
+    if seconds <= 0.0 || seconds.is_nan() {
+        return 0;
+    }
+    let ms = (seconds.min(MAX_SELECT_TIMEOUT) * 1e3).ceil();
+    ms as i32
+}
+
+pub(crate) fn run_once(slf: &Bound<'_, Loop>) -> PyResult<()> {
+    let py = slf.py();
+    let lp = slf.get();
+
+    // 1. Reclaim cancelled timers and find the next deadline.
+    let (reclaimed, next_deadline) = {
+        let mut timers = lp.timers.lock();
+        let r = timers.reclaim(py);
+        (r, timers.next_deadline())
+    };
+    drop(reclaimed);
+
+    // 2. Timeout.
+    let mut timeout = if !lp.ready.lock().is_empty() || lp.is_stopping() {
+        0
+    } else {
+        match next_deadline {
+            None => -1,
+            Some(when) => timeout_ms((when - clock::now()).max(0.0)),
+        }
+    };
+    let reactor = lp.reactor()?;
+    let mut fired: Vec<Py<Handle>> = Vec::new();
+    let now = clock::now();
+    if timeout != 0 {
+        reactor.waker.announce_sleep();
+        if !lp.ready.lock().is_empty() {
+            timeout = 0;
+        }
+    }
+
+    // 3. Poll (or skip the poll on a busy loop that polled very recently).
+    let skip = timeout == 0 && now - lp.last_poll() < POLL_SKIP_WINDOW;
+    if !skip {
+        let res = reactor.poll(py, timeout, &mut fired);
+        reactor.waker.awake();
+        lp.set_last_poll(clock::now());
+        res?;
+    }
+
+    // 4. Due timers.
+    let end_time = clock::now() + lp.clock_resolution;
+    lp.timers.lock().pop_due(py, end_time, &mut fired);
+
+    // 5. Run this generation.
+    let mut batch = {
+        let spare = std::mem::take(&mut *lp.spare.lock());
+        let mut ready = lp.ready.lock();
+        ready.extend(fired);
+        std::mem::replace(&mut *ready, spare)
+    };
+    let result = run_batch(slf, &mut batch);
+    if result.is_err() && !batch.is_empty() {
+        let mut ready = lp.ready.lock();
+        while let Some(h) = batch.pop_back() {
+            ready.push_front(h);
+        }
+    }
+    batch.clear();
+    *lp.spare.lock() = batch;
+    result
+}
+
+fn run_batch(slf: &Bound<'_, Loop>, batch: &mut VecDeque<Py<Handle>>) -> PyResult<()> {
+    let py = slf.py();
+    let lp = slf.get();
+    let debug = lp.is_debug();
+    while let Some(h) = batch.pop_front() {
+        let handle = h.get();
+        if handle.is_cancelled() {
+            continue;
+        }
+        let res = if debug {
+            run_debug(slf, &h)
+        } else {
+            handle.run(py, false)
+        };
+        if let Err(err) = res {
+            if is_fatal(py, &err) {
+                return Err(err);
+            }
+            pyhelpers::report_callback_error(slf.as_any(), h.bind(py).as_any(), err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Debug-mode run: tracks `_current_handle` and warns about slow callbacks.
+fn run_debug(slf: &Bound<'_, Loop>, h: &Py<Handle>) -> PyResult<()> {
+    let py = slf.py();
+    let lp = slf.get();
+    lp.set_current_handle(Some(h.clone_ref(py).into_any()));
+    let t0 = clock::now();
+    // Keep the callback after running so the slow-callback message names it.
+    let res = h.get().run(py, true);
+    let dt = clock::now() - t0;
+    lp.set_current_handle(None);
+    if dt >= lp.slow_callback_duration() {
+        pyhelpers::warn_slow(h.bind(py).as_any(), dt)?;
+    }
+    res
+}
+
+/// Runs iterations until `stop()` is requested.
+pub(crate) fn run_forever(slf: &Bound<'_, Loop>) -> PyResult<()> {
+    loop {
+        run_once(slf)?;
+        if slf.get().is_stopping() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_rounds_up_and_caps() {
+        assert_eq!(timeout_ms(0.0), 0);
+        assert_eq!(timeout_ms(-5.0), 0);
+        assert_eq!(timeout_ms(f64::NAN), 0);
+        assert_eq!(timeout_ms(0.0001), 1);
+        assert_eq!(timeout_ms(0.0015), 2);
+        assert_eq!(timeout_ms(1.0), 1000);
+        assert_eq!(timeout_ms(f64::INFINITY), 86_400_000);
+        assert_eq!(timeout_ms(1e300), 86_400_000);
+    }
+}

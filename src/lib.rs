@@ -1,0 +1,27 @@
+//! `ferrio._ferrio`: the native core of ferrio. This file only wires the
+//! module; each concept lives in its own module:
+//!
+//! - `event_loop/`: the loop (`Loop`), its run iteration and fd watching.
+//! - `handles`: `Handle`/`TimerHandle`.
+//! - `timers`: the timer heap.
+//! - `reactor/`: epoll and the cross-thread waker.
+//! - `clock`: the monotonic clock.
+//! - `pyhelpers`: cached calls into `ferrio._helpers` for cold paths.
+
+mod clock;
+mod event_loop;
+mod handles;
+mod pyhelpers;
+mod reactor;
+mod timers;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = true)]
+fn _ferrio(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::Loop>()?;
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The I/O reactor: epoll registration of file descriptors and the loop's
+//! cross-thread waker.
+//!
+//! - `epoll.rs`: level-triggered epoll syscalls.
+//! - `waker.rs`: the eventfd and the sleep/wake protocol.
+//!
+//! This module owns the fd table behind `add_reader`/`add_writer`: per fd, at
+//! most one reader and one writer handle, registered for exactly the events
+//! that have a handle. Readiness maps to handles the way
+//! `selectors.EpollSelector` maps it: any bit but EPOLLOUT (HUP, ERR, ...)
+//! counts as readable and any bit but EPOLLIN as writable, so a hung-up fd
+//! wakes both its reader and its writer.
+
+pub mod epoll;
+pub mod waker;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::RawFd;
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+
+use crate::handles::Handle;
+use epoll::{Epoll, Event, READABLE, WRITABLE};
+use waker::Waker;
+
+const WAKER_TOKEN: u64 = u64::MAX;
+const MAX_EVENTS: usize = 1024;
+
+#[derive(Default)]
+struct FdEntry {
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+}
+
+impl FdEntry {
+    fn interest(&self) -> u32 {
+        let mut ev = 0;
+        if self.reader.is_some() {
+            ev |= READABLE;
+        }
+        if self.writer.is_some() {
+            ev |= WRITABLE;
+        }
+        ev
+    }
+}
+
+/// Which side of an fd a handle watches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Read,
+    Write,
+}
+
+pub struct Reactor {
+    epoll: Epoll,
+    pub waker: Waker,
+    fds: Mutex<HashMap<RawFd, FdEntry>>,
+    /// Event buffer; only the loop thread polls, the mutex is uncontended.
+    events: Mutex<Vec<Event>>,
+}
+
+impl Reactor {
+    pub fn new() -> io::Result<Self> {
+        let epoll = Epoll::new()?;
+        let waker = Waker::new()?;
+        epoll.add_or_modify(waker.raw(), READABLE, WAKER_TOKEN)?;
+        Ok(Reactor {
+            epoll,
+            waker,
+            fds: Mutex::new(HashMap::new()),
+            events: Mutex::new(epoll::event_buffer(64)),
+        })
+    }
+
+    /// Installs `handle` as the reader or writer of `fd`, returning the
+    /// handle it replaces (the caller cancels it).
+    pub fn set(&self, fd: RawFd, side: Side, handle: Py<Handle>) -> io::Result<Option<Py<Handle>>> {
+        let mut fds = self.fds.lock();
+        let existed = fds.contains_key(&fd);
+        let entry = fds.entry(fd).or_default();
+        let slot = match side {
+            Side::Read => &mut entry.reader,
+            Side::Write => &mut entry.writer,
+        };
+        let old = slot.replace(handle);
+        let interest = entry.interest();
+        let res = if existed {
+            self.epoll.modify_or_add(fd, interest, fd as u64)
+        } else {
+            self.epoll.add_or_modify(fd, interest, fd as u64)
+        };
+        if let Err(e) = res {
+            // Undo: put the table back the way the kernel sees it.
+            let entry = fds.entry(fd).or_default();
+            let slot = match side {
+                Side::Read => &mut entry.reader,
+                Side::Write => &mut entry.writer,
+            };
+            let failed = std::mem::replace(slot, old);
+            drop(failed);
+            if !existed {
+                fds.remove(&fd);
+            }
+            return Err(e);
+        }
+        Ok(old)
+    }
+
+    /// Removes the reader or writer of `fd`, returning it if there was one.
+    pub fn remove(&self, fd: RawFd, side: Side) -> Option<Py<Handle>> {
+        let mut fds = self.fds.lock();
+        let entry = fds.get_mut(&fd)?;
+        let old = match side {
+            Side::Read => entry.reader.take(),
+            Side::Write => entry.writer.take(),
+        };
+        let interest = entry.interest();
+        if interest == 0 {
+            fds.remove(&fd);
+            self.epoll.delete(fd);
+        } else if self.epoll.modify_or_add(fd, interest, fd as u64).is_err() {
+            // The fd is gone (closed): forget it entirely.
+            fds.remove(&fd);
+            self.epoll.delete(fd);
+        }
+        old
+    }
+
+    /// Polls once. `timeout_ms` < 0 blocks, 0 returns at once. The GIL is
+    /// released only for a blocking poll. Fired reader/writer handles are
+    /// appended to `out`; cancelled ones are unregistered, as asyncio does.
+    pub fn poll(&self, py: Python<'_>, timeout_ms: i32, out: &mut Vec<Py<Handle>>) -> PyResult<()> {
+        let mut buf = self.events.lock();
+        let epfd = self.epoll.raw();
+        let res = if timeout_ms == 0 {
+            epoll::wait(epfd, &mut buf, 0)
+        } else {
+            let slice: &mut [Event] = &mut buf;
+            py.detach(|| epoll::wait(epfd, slice, timeout_ms))
+        };
+        let n = match res {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+                // Run Python-level signal handlers now (Ctrl-C raises here),
+                // exactly where select.epoll.poll would.
+                py.check_signals()?;
+                0
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let full = n == buf.len();
+        let mut cancelled: Vec<(RawFd, Side)> = Vec::new();
+        {
+            let fds = self.fds.lock();
+            for ev in buf.iter().take(n) {
+                let token = ev.u64;
+                let bits = ev.events;
+                if token == WAKER_TOKEN {
+                    self.waker.drain();
+                    continue;
+                }
+                let fd = token as RawFd;
+                let Some(entry) = fds.get(&fd) else { continue };
+                if bits & !WRITABLE != 0 {
+                    if let Some(h) = &entry.reader {
+                        if h.get().is_cancelled() {
+                            cancelled.push((fd, Side::Read));
+                        } else {
+                            out.push(h.clone_ref(py));
+                        }
+                    }
+                }
+                if bits & !READABLE != 0 {
+                    if let Some(h) = &entry.writer {
+                        if h.get().is_cancelled() {
+                            cancelled.push((fd, Side::Write));
+                        } else {
+                            out.push(h.clone_ref(py));
+                        }
+                    }
+                }
+            }
+        }
+        for (fd, side) in cancelled {
+            drop(self.remove(fd, side));
+        }
+        if full && buf.len() < MAX_EVENTS {
+            let grown = (buf.len() * 2).min(MAX_EVENTS);
+            *buf = epoll::event_buffer(grown);
+        }
+        Ok(())
+    }
+
+    /// Reports reader/writer handles to the garbage collector (skips the
+    /// table if it is locked: under-reporting is safe, blocking is not).
+    pub fn traverse(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let Some(fds) = self.fds.try_lock() {
+            for e in fds.values() {
+                if let Some(h) = &e.reader {
+                    visit.call(h)?;
+                }
+                if let Some(h) = &e.writer {
+                    visit.call(h)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops every registration (loop close). Returns the handles so they are
+    /// released outside the lock.
+    pub fn clear(&self) -> Vec<Py<Handle>> {
+        let mut fds = self.fds.lock();
+        let mut out = Vec::new();
+        for (fd, e) in fds.drain() {
+            self.epoll.delete(fd);
+            out.extend(e.reader);
+            out.extend(e.writer);
+        }
+        out
+    }
+}

@@ -1,0 +1,53 @@
+"""Shared fixtures: every behaviour test runs on asyncio's own loop and on
+ferrio's, so each assertion states what asyncio really does.
+
+``loop`` records exception-handler calls in ``loop.errors``; a test that
+expects some must clear the list, since teardown fails on leftovers.
+"""
+
+import asyncio
+import gc
+
+import pytest
+
+import ferrio
+
+FACTORIES = {
+    "asyncio": asyncio.SelectorEventLoop,
+    "ferrio": ferrio.new_event_loop,
+}
+
+
+@pytest.fixture(params=list(FACTORIES))
+def loop_factory(request):
+    return FACTORIES[request.param]
+
+
+@pytest.fixture
+def loop(loop_factory):
+    lp = loop_factory()
+    lp.errors = []
+    lp.set_exception_handler(lambda _loop, ctx: lp.errors.append(ctx))
+    asyncio.set_event_loop(lp)
+    try:
+        yield lp
+    finally:
+        asyncio.set_event_loop(None)
+        if not lp.is_closed():
+            if not lp.is_running():
+                lp.run_until_complete(lp.shutdown_asyncgens())
+            lp.close()
+        errors, lp.errors = lp.errors, []
+        gc.collect()
+        assert not errors, f"unexpected exception handler calls: {errors}"
+
+
+def is_ferrio(loop) -> bool:
+    return isinstance(loop, ferrio.Loop)
+
+
+def scheduled_timers(loop) -> int:
+    """Timers still held by the loop (cancelled ones included)."""
+    if is_ferrio(loop):
+        return loop._timers_len()
+    return len(loop._scheduled)

@@ -1,0 +1,200 @@
+"""call_later / call_at / TimerHandle, odd delays, reclaiming cancelled timers."""
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import scheduled_timers
+
+
+def test_call_later_order(loop):
+    out = []
+    loop.call_later(0.03, out.append, 3)
+    loop.call_later(0.01, out.append, 1)
+    loop.call_later(0.02, out.append, 2)
+    loop.call_later(0.04, loop.stop)
+    loop.run_forever()
+    assert out == [1, 2, 3]
+
+
+def test_equal_deadlines_all_fire(loop):
+    # asyncio's heapq gives no order among equal deadlines (ferrio keeps
+    # scheduling order, a stronger guarantee); both fire all of them.
+    out = []
+    when = loop.time() + 0.01
+    for i in range(50):
+        loop.call_at(when, out.append, i)
+    loop.call_at(when + 0.01, loop.stop)
+    loop.run_forever()
+    assert sorted(out) == list(range(50))
+
+
+def test_call_later_waits(loop):
+    t0 = loop.time()
+    fired = []
+    loop.call_later(0.05, lambda: (fired.append(loop.time()), loop.stop()))
+    loop.run_forever()
+    assert fired and fired[0] - t0 >= 0.05 - loop._clock_resolution - 0.001
+
+
+def test_timer_handle_api(loop):
+    t = loop.call_later(10, print)
+    assert t.when() == pytest.approx(loop.time() + 10, abs=0.5)
+    assert not t.cancelled()
+    assert "when=" in repr(t)
+    t.cancel()
+    assert t.cancelled()
+
+
+def test_call_later_zero_returns_timer_handle(loop):
+    out = []
+    t = loop.call_later(0, out.append, 1)
+    assert hasattr(t, "when")
+    loop.call_later(0.001, loop.stop)
+    loop.run_forever()
+    assert out == [1]
+
+
+def test_call_at_past_runs_soon(loop):
+    out = []
+    loop.call_at(loop.time() - 100, out.append, 1)
+    loop.call_later(0.001, loop.stop)
+    loop.run_forever()
+    assert out == [1]
+
+
+def test_negative_delay_runs_soon(loop):
+    out = []
+    loop.call_later(-5, out.append, 1)
+    loop.call_later(0.001, loop.stop)
+    loop.run_forever()
+    assert out == [1]
+
+
+def test_nan_delay_runs_without_hang(loop):
+    out = []
+    t = loop.call_later(float("nan"), out.append, "nan")
+    assert math.isnan(t.when())
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert out == ["nan"]
+
+
+@pytest.mark.parametrize("delay", [float("inf"), 1e300, 10**12])
+def test_huge_delay_never_fires_and_does_not_block(loop, delay):
+    out = []
+    t = loop.call_later(delay, out.append, 1)
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert out == []
+    t.cancel()
+
+
+def test_none_delay_type_error(loop):
+    with pytest.raises(TypeError, match="delay must not be None"):
+        loop.call_later(None, print)
+    with pytest.raises(TypeError, match="when cannot be None"):
+        loop.call_at(None, print)
+
+
+def test_bad_delay_type_error(loop):
+    with pytest.raises(TypeError):
+        loop.call_later("1", print)
+
+
+def test_huge_int_delay_overflow(loop):
+    with pytest.raises(OverflowError):
+        loop.call_later(10**400, print)
+
+
+def test_cancel_timer_prevents_run(loop):
+    out = []
+    t = loop.call_later(0.001, out.append, 1)
+    t.cancel()
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert out == []
+
+
+def test_cancelled_timers_are_reclaimed(loop):
+    handles = [loop.call_later(3600, print) for _ in range(1000)]
+    assert scheduled_timers(loop) == 1000
+    for h in handles:
+        h.cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert scheduled_timers(loop) == 0
+
+
+def test_cancelled_head_timers_popped(loop):
+    # Fewer than the compaction threshold: only cancelled timers at the head go.
+    early = [loop.call_later(100, print) for _ in range(10)]
+    late = loop.call_later(1000, print)
+    for h in early:
+        h.cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert scheduled_timers(loop) == 1
+    late.cancel()
+
+
+def test_timer_comparisons(loop):
+    a = loop.call_at(loop.time() + 10, print)
+    b = loop.call_at(loop.time() + 20, print)
+    assert a < b and b > a and a <= b and b >= a and a != b
+    assert a == a
+    a.cancel()
+    b.cancel()
+
+
+RSS_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, gc, sys, ferrio
+
+    def rss_kib():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+
+    factory = ferrio.new_event_loop if sys.argv[1] == "ferrio" else asyncio.SelectorEventLoop
+    loop = factory()
+    def noop(): pass
+    gc.collect()
+    base = rss_kib()
+    for _ in range(10):
+        hs = [loop.call_later(3600, noop) for _ in range(100_000)]
+        for h in hs:
+            h.cancel()
+        del hs
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    gc.collect()
+    print(rss_kib() - base)
+    loop.close()
+    """
+)
+
+
+def test_million_cancelled_timers_rss_not_above_asyncio():
+    """1M cancelled one-hour timers must not grow RSS more than on asyncio."""
+
+    def growth(kind):
+        out = subprocess.run(
+            [sys.executable, "-c", RSS_SCRIPT, kind],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONMALLOC": "malloc"},
+        )
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.strip())
+
+    asyncio_kib = growth("asyncio")
+    ferrio_kib = growth("ferrio")
+    # Allow a little allocator noise on top of asyncio's figure.
+    assert ferrio_kib <= max(asyncio_kib * 1.2, asyncio_kib + 8 * 1024), (ferrio_kib, asyncio_kib)
