@@ -54,6 +54,10 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
     """Run a coroutine on a new ferrio loop, like ``asyncio.run``: cancel the
     tasks left over, shut down async generators and the default executor,
     and close the loop."""
+    if asyncio.events._get_running_loop() is not None:
+        # asyncio.run checks this before creating anything (and so the
+        # coroutine is left un-awaited, with the usual warning).
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if sys.version_info >= (3, 11):
         with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)
@@ -65,8 +69,6 @@ def _run_310(main, *, debug=None):
     # loop factory swapped.
     from asyncio import coroutines, events, tasks
 
-    if events._get_running_loop() is not None:
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if not coroutines.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
     loop = new_event_loop()

@@ -253,7 +253,7 @@ impl Loop {
     ) -> PyResult<Py<TimerHandle>> {
         let delay = extract_time(delay, "delay must not be None")?;
         let when = clock::now() + delay;
-        self.schedule_at(py, when, callback, args, context, "call_later")
+        self.schedule_at(py, when, callback, args, context, "call_at")
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
