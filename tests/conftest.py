@@ -51,3 +51,14 @@ def scheduled_timers(loop) -> int:
     if is_ferrio(loop):
         return loop._timers_len()
     return len(loop._scheduled)
+
+
+def pytest_terminal_summary(terminalreporter):
+    try:
+        from test_cpython_conformance import RESULTS
+        import runner
+    except ImportError:
+        return
+    if RESULTS:
+        terminalreporter.section("CPython test_asyncio on ferrio")
+        terminalreporter.write_line(runner.format_table(RESULTS))

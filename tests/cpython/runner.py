@@ -1,0 +1,427 @@
+"""Run CPython's own ``test_asyncio`` against ferrio.
+
+Usage::
+
+    python tests/cpython/runner.py                 # all configured modules
+    python tests/cpython/runner.py test_tasks test_events --loop asyncio
+    python tests/cpython/runner.py --json
+
+Each module runs in its own interpreter (``--child``) with ferrio substituted
+as the loop (../../../shared/CONFORMANCE.md explains how and why):
+
+* ``_UnixDefaultEventLoopPolicy._loop_factory`` is replaced by ferrio's
+  factory, which survives every module's ``set_event_loop_policy(None)``
+  teardown and covers ``asyncio.new_event_loop``, ``asyncio.run``,
+  ``Runner`` and ``IsolatedAsyncioTestCase``;
+* modules whose tests hard-wire a selector loop get adapter classes built
+  from the same mixins (``ADAPTERS``);
+* tests that exercise another loop's internals are excluded (``EXCLUDED``),
+  each with its reason.
+
+Every test gets a watchdog: after ``--timeout`` seconds SIGUSR2 raises
+``TestTimedOut`` in the main thread (interrupting a blocked poll); if the
+test still does not finish the child exits and the test counts as failed.
+
+Outcomes are compared with ``expected_failures.txt``: a failure not listed
+is unexpected, and so is a listed test that passes (the list only shrinks).
+Exit status 1 when anything is unexpected. With ``--loop asyncio`` the same
+selection runs on asyncio's own loop (every selected test should pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+from typing import Dict, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXPECTED_FILE = os.path.join(HERE, "expected_failures.txt")
+
+# Modules in scope (issue #2: the loop core).
+MODULES = [
+    "test_tasks",
+    "test_locks",
+    "test_queues",
+    "test_taskgroups",
+    "test_timeouts",
+    "test_runners",
+    "test_waitfor",
+    "test_threads",
+    "test_futures2",
+    "test_context",
+    "test_events",
+]
+
+# Tests that exercise asyncio internals rather than loop behaviour, by
+# "Class.method" or "Class" (module-relative). Reasons from CONFORMANCE.md.
+EXCLUDED: Dict[str, Dict[str, str]] = {
+    "test_events": {
+        "PolicyTests": "tests asyncio's policy classes, not the loop",
+        "HandleTests": "tests asyncio.Handle's Python implementation",
+        "TimerTests": "tests asyncio.TimerHandle's Python implementation",
+        "test_timeout_rounding": "replaces loop._run_once with a mock",
+        "test_internal_fds": "counts selector-loop internal fds",
+        "test_create_server_multiple_hosts_ipv4": "mocks base_events.socket",
+        "test_create_server_multiple_hosts_ipv6": "mocks base_events.socket",
+        "test_prompt_cancellation": "patches loop._stop_serving internals",
+    },
+}
+
+# Selector-specific classes dropped from modules, replaced by ADAPTERS.
+DROPPED_CLASSES = {
+    "test_events": [
+        "EPollEventLoopTests",
+        "PollEventLoopTests",
+        "SelectEventLoopTests",
+        "KqueueEventLoopTests",
+    ],
+}
+
+
+_FACTORY = None  # the loop factory chosen by --loop (set in the child)
+
+
+class TestTimedOut(Exception):
+    """Raised in the main thread by the per-test watchdog."""
+
+
+def _install_loop(kind: str) -> None:
+    import asyncio
+    import asyncio.unix_events as ue
+
+    if kind == "ferrio":
+        import ferrio
+
+        factory = ferrio.new_event_loop
+    else:
+        factory = asyncio.SelectorEventLoop
+    policy_cls = getattr(ue, "_UnixDefaultEventLoopPolicy", None) or getattr(
+        asyncio.events, "_DefaultEventLoopPolicy"
+    )
+    global _FACTORY
+    _FACTORY = factory
+    policy_cls._loop_factory = staticmethod(factory)
+    asyncio.set_event_loop_policy(None)
+
+
+def _adapt_test_events(mod) -> None:
+    import asyncio
+    from test.test_asyncio import utils as test_utils
+
+    base = getattr(mod, "UnixEventLoopTestsMixin", mod.EventLoopTestsMixin)
+
+    class LoopEventLoopTests(base, test_utils.TestCase):
+        def create_event_loop(self):
+            return asyncio.new_event_loop()
+
+    LoopEventLoopTests.__module__ = mod.__name__
+    LoopEventLoopTests.__qualname__ = "LoopEventLoopTests"
+    mod.LoopEventLoopTests = LoopEventLoopTests
+
+
+def _adapt_test_runners(mod) -> None:
+    def new_loop(self):
+        # The test installs a policy that calls new_loop, so call the factory
+        # itself rather than asyncio.new_event_loop().
+        loop = _FACTORY()
+        loop.shutdown_ag_run = False
+
+        async def shutdown_asyncgens():
+            loop.shutdown_ag_run = True
+
+        loop.shutdown_asyncgens = shutdown_asyncgens
+        return loop
+
+    mod.BaseTest.new_loop = new_loop
+
+
+ADAPTERS = {
+    "test_events": _adapt_test_events,
+    "test_runners": _adapt_test_runners,
+}
+
+
+def _iter_tests(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from _iter_tests(t)
+        else:
+            yield t
+
+
+def _short_id(test) -> str:
+    # "test.test_asyncio.test_events.Class.method" -> "test_events.Class.method"
+    tid = test.id()
+    prefix = "test.test_asyncio."
+    return tid[len(prefix):] if tid.startswith(prefix) else tid
+
+
+def _excluded(modname: str, test) -> str | None:
+    rules = EXCLUDED.get(modname, {})
+    parts = _short_id(test).split(".")
+    cls, meth = parts[-2], parts[-1]
+    for key in (f"{cls}.{meth}", cls, meth):
+        if key in rules:
+            return rules[key]
+    return None
+
+
+class _Result(unittest.TestResult):
+    def __init__(self, emit):
+        super().__init__()
+        self._emit = emit
+        self._outcome: Dict[str, str] = {}
+
+    def _set(self, test, outcome, detail=""):
+        tid = _short_id(test)
+        prev = self._outcome.get(tid)
+        # A failing subtest or teardown error makes the whole test fail.
+        if prev in ("fail",) and outcome == "pass":
+            return
+        self._outcome[tid] = outcome
+        if outcome != "pass" or prev is None:
+            self._emit(tid, outcome, detail)
+
+    def addSuccess(self, test):
+        self._set(test, "pass")
+
+    def addFailure(self, test, err):
+        self._set(test, "fail", self._exc_info_to_string(err, test)[-2000:])
+
+    def addError(self, test, err):
+        self._set(test, "fail", self._exc_info_to_string(err, test)[-2000:])
+
+    def addSkip(self, test, reason):
+        self._set(test, "skip", reason)
+
+    def addExpectedFailure(self, test, err):
+        self._set(test, "pass")
+
+    def addUnexpectedSuccess(self, test):
+        self._set(test, "pass")
+
+    def addSubTest(self, test, subtest, err):
+        if err is not None:
+            self._set(test, "fail", self._exc_info_to_string(err, test)[-2000:])
+
+
+def child_main(modname: str, kind: str, timeout: float) -> int:
+    """Runs one module, printing one JSON line per test outcome."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _install_loop(kind)
+
+    def on_timeout(signum, frame):
+        raise TestTimedOut(f"test exceeded {timeout}s")
+
+    signal.signal(signal.SIGUSR2, on_timeout)
+
+    import importlib
+
+    mod = importlib.import_module(f"test.test_asyncio.{modname}")
+    for cls_name in DROPPED_CLASSES.get(modname, []):
+        if hasattr(mod, cls_name):
+            delattr(mod, cls_name)
+    if modname in ADAPTERS:
+        ADAPTERS[modname](mod)
+
+    out = sys.__stdout__
+
+    def emit(tid, outcome, detail=""):
+        out.write(json.dumps({"id": tid, "outcome": outcome, "detail": detail}) + "\n")
+        out.flush()
+
+    loader = unittest.TestLoader()
+    suite = loader.loadTestsFromModule(mod)
+    tests = list(_iter_tests(suite))
+    result = _Result(emit)
+
+    main_ident = threading.get_ident()
+    current = {"id": None, "deadline": 0.0, "kicked": False}
+    lock = threading.Lock()
+
+    def watchdog():
+        # First expiry: SIGUSR2 raises TestTimedOut in the main thread. A test
+        # that is still running 10 s later ends the child (counted as failed).
+        while True:
+            time.sleep(0.5)
+            with lock:
+                tid, deadline, kicked = current["id"], current["deadline"], current["kicked"]
+                if tid is None or time.monotonic() <= deadline:
+                    continue
+                if not kicked:
+                    current["kicked"] = True
+                    current["deadline"] = time.monotonic() + 10
+                    signal.pthread_kill(main_ident, signal.SIGUSR2)
+                    continue
+            emit(tid, "fail", "hard timeout: test did not stop")
+            out.write(json.dumps({"hard_timeout": tid}) + "\n")
+            out.flush()
+            os._exit(3)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+
+    for test in tests:
+        reason = _excluded(modname, test)
+        if reason is not None:
+            emit(_short_id(test), "excluded", reason)
+            continue
+        with lock:
+            current["id"] = _short_id(test)
+            current["deadline"] = time.monotonic() + timeout
+            current["kicked"] = False
+        try:
+            test(result)
+        except TestTimedOut:
+            result._set(test, "fail", "timed out")
+        finally:
+            with lock:
+                current["id"] = None
+    tearDownModule = getattr(mod, "tearDownModule", None)
+    if tearDownModule is not None:
+        try:
+            tearDownModule()
+        except Exception:
+            pass
+    return 0
+
+
+def load_expected(path: str = EXPECTED_FILE) -> Dict[str, str]:
+    """``test id  # reason`` per line; blank lines and ``#`` lines ignored."""
+    expected: Dict[str, str] = {}
+    if not os.path.exists(path):
+        return expected
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            tid, _, reason = line.partition("#")
+            expected[tid.strip()] = reason.strip()
+    return expected
+
+
+def run_module(modname: str, kind: str, timeout: float) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", modname, "--loop", kind,
+           "--timeout", str(timeout)]
+    env = dict(os.environ)
+    env.setdefault("PYTHONFAULTHANDLER", "1")
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=max(600, timeout * 200))
+    outcomes: Dict[str, dict] = {}
+    crashed = None
+    for line in proc.stdout.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if "hard_timeout" in rec:
+            crashed = f"hard timeout in {rec['hard_timeout']}"
+            continue
+        prev = outcomes.get(rec["id"])
+        if prev is not None and prev["outcome"] == "fail":
+            continue
+        outcomes[rec["id"]] = rec
+    if proc.returncode != 0 and crashed is None:
+        crashed = f"child exited with {proc.returncode}: {proc.stderr[-3000:]}"
+    return {"module": modname, "outcomes": outcomes, "crashed": crashed,
+            "seconds": time.monotonic() - t0, "stderr": proc.stderr[-3000:]}
+
+
+def summarize(res: dict, expected: Dict[str, str]) -> dict:
+    counts = {"run": 0, "passed": 0, "failed": 0, "skipped": 0, "excluded": 0}
+    unexpected_fail: List[str] = []
+    unexpected_pass: List[str] = []
+    for tid, rec in res["outcomes"].items():
+        o = rec["outcome"]
+        if o == "excluded":
+            counts["excluded"] += 1
+            continue
+        if o == "skip":
+            counts["skipped"] += 1
+            continue
+        counts["run"] += 1
+        if o == "pass":
+            counts["passed"] += 1
+            if tid in expected:
+                unexpected_pass.append(tid)
+        else:
+            counts["failed"] += 1
+            if tid not in expected:
+                unexpected_fail.append(tid)
+    return {"counts": counts, "unexpected_fail": unexpected_fail,
+            "unexpected_pass": unexpected_pass}
+
+
+def format_table(rows: List[dict]) -> str:
+    lines = [f"{'module':<18}{'run':>6}{'passed':>8}{'failed':>8}{'skipped':>9}{'excluded':>10}  unexpected"]
+    for r in rows:
+        c = r["summary"]["counts"]
+        unexpected = len(r["summary"]["unexpected_fail"]) + len(r["summary"]["unexpected_pass"])
+        flag = str(unexpected) + (" (crashed)" if r["crashed"] else "")
+        lines.append(f"{r['module']:<18}{c['run']:>6}{c['passed']:>8}{c['failed']:>8}"
+                     f"{c['skipped']:>9}{c['excluded']:>10}  {flag}")
+    return "\n".join(lines)
+
+
+def has_test_package() -> bool:
+    try:
+        import test.test_asyncio  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Run CPython's test_asyncio against ferrio.")
+    p.add_argument("modules", nargs="*", help="modules (default: all configured)")
+    p.add_argument("--loop", choices=["ferrio", "asyncio"], default="ferrio")
+    p.add_argument("--timeout", type=float, default=60.0, help="per-test watchdog, seconds")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--verbose", "-v", action="store_true", help="print unexpected outcomes' details")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child:
+        return child_main(args.child, args.loop, args.timeout)
+    if not has_test_package():
+        print("skipped: this Python has no 'test' package (test.test_asyncio)")
+        return 0
+    expected = load_expected() if args.loop == "ferrio" else {}
+    rows = []
+    for m in args.modules or MODULES:
+        res = run_module(m, args.loop, args.timeout)
+        res["summary"] = summarize(res, expected)
+        rows.append(res)
+        if not args.json:
+            print(format_table([res]).splitlines()[-1] if rows[1:] else format_table([res]), flush=True)
+    bad = False
+    for r in rows:
+        s = r["summary"]
+        if r["crashed"] or s["unexpected_fail"] or s["unexpected_pass"]:
+            bad = True
+        if not args.json:
+            if r["crashed"]:
+                print(f"\n{r['module']}: {r['crashed']}")
+            for tid in s["unexpected_fail"]:
+                print(f"UNEXPECTED FAIL {tid}")
+                if args.verbose:
+                    print("    " + r["outcomes"][tid]["detail"].replace("\n", "\n    "))
+            for tid in s["unexpected_pass"]:
+                print(f"UNEXPECTED PASS {tid} (remove it from expected_failures.txt)")
+    if args.json:
+        json.dump([{"module": r["module"], "crashed": r["crashed"], **r["summary"]} for r in rows],
+                  sys.stdout, indent=2)
+        print()
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
