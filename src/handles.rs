@@ -14,6 +14,12 @@
 //!   still show it. Persistent handles (`add_reader`/`add_writer`) keep theirs.
 //! - No lock is held while Python code runs (a callback may cancel its own
 //!   handle, and a `__del__` may run on any decref).
+//! - Handles are *not* tracked by the cyclic GC (no `__traverse__`): with
+//!   many pending handles, GC passes over them cost more than the rest of
+//!   `call_soon` together (see docs/decisions.md). This is safe because a
+//!   handle holds its callback only while it is pending, i.e. while the
+//!   loop references it: running, cancelling and `loop.close()` all release
+//!   the callback, which breaks any cycle through it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,7 +30,6 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::PyTuple;
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::pyhelpers;
 
@@ -128,6 +133,13 @@ impl Handle {
         true
     }
 
+    /// Drops the callback without cancelling (loop close): nothing will run
+    /// it any more, and holding it could keep a garbage cycle alive.
+    pub(crate) fn release(&self) {
+        let taken = self.callback.lock().take();
+        drop(taken);
+    }
+
     /// Runs the callback in its context. On error the callback is kept (for
     /// the exception handler's message and `repr`) and the error returned.
     /// `keep` retains the callback after a successful run (debug mode, so
@@ -201,25 +213,6 @@ impl Handle {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         pyhelpers::format_handle(slf.as_any())
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.context)?;
-        if let Some(tb) = &self.source_traceback {
-            visit.call(tb)?;
-        }
-        if let Some(slot) = self.callback.try_lock() {
-            if let Some(cb) = slot.as_ref() {
-                visit.call(&cb.func)?;
-                visit.call(&cb.args)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let taken = self.callback.lock().take();
-        drop(taken);
     }
 }
 
@@ -327,13 +320,35 @@ fn timer_eq(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<
     }
 }
 
-/// Builds a `TimerHandle` object.
+/// Removes a freshly built handle from the cyclic GC's lists (see the
+/// module doc for why that is safe).
+#[inline]
+fn untrack<T>(obj: &Py<T>) {
+    // SAFETY: `obj` is a live object of a PyO3 class, which always has
+    // Py_TPFLAGS_HAVE_GC; untracking a tracked GC object is allowed at any
+    // time with the GIL held (we are called right after allocation, with
+    // the GIL), and PyO3's dealloc untracks only if still tracked.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) }
+}
+
+/// Builds a `Handle` object (not GC-tracked).
+#[inline]
+pub(crate) fn new_handle(py: Python<'_>, handle: Handle) -> PyResult<Py<Handle>> {
+    let h = Py::new(py, handle)?;
+    untrack(&h);
+    Ok(h)
+}
+
+/// Builds a `TimerHandle` object (not GC-tracked).
+#[inline]
 pub(crate) fn new_timer_handle(
     py: Python<'_>,
     handle: Handle,
     timer: TimerHandle,
 ) -> PyResult<Py<TimerHandle>> {
-    Py::new(py, PyClassInitializer::from(handle).add_subclass(timer))
+    let h = Py::new(py, PyClassInitializer::from(handle).add_subclass(timer))?;
+    untrack(&h);
+    Ok(h)
 }
 
 /// Raises asyncio's error for a `None` delay/deadline.

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
 
 use super::Loop;
-use crate::handles::Handle;
+use crate::handles::{self, Handle};
 use crate::pyhelpers;
 use crate::reactor::Side;
 
@@ -69,7 +69,7 @@ pub(super) fn add(
     } else {
         None
     };
-    let handle = Py::new(
+    let handle = handles::new_handle(
         py,
         Handle::new(
             callback.clone().unbind(),

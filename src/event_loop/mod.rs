@@ -218,7 +218,7 @@ impl Loop {
             self.check_thread()?;
             pyhelpers::check_callback(callback, "call_soon")?;
         }
-        let h = Py::new(py, self.make_handle(py, callback, args, context, debug)?)?;
+        let h = handles::new_handle(py, self.make_handle(py, callback, args, context, debug)?)?;
         self.push_ready(h.clone_ref(py));
         Ok(h)
     }
@@ -236,7 +236,7 @@ impl Loop {
         if debug {
             pyhelpers::check_callback(callback, "call_soon_threadsafe")?;
         }
-        let h = Py::new(py, self.make_handle(py, callback, args, context, debug)?)?;
+        let h = handles::new_handle(py, self.make_handle(py, callback, args, context, debug)?)?;
         self.push_ready(h.clone_ref(py));
         self.reactor.waker.wake_if_sleeping();
         Ok(h)
@@ -362,12 +362,20 @@ impl Loop {
         run::run_forever(slf)
     }
 
-    /// Marks the loop closed and drops everything scheduled on it.
-    fn _close_native(&self) {
+    /// Marks the loop closed and drops everything scheduled on it,
+    /// releasing each pending handle's callback (handles are not GC-tracked,
+    /// so this is what breaks cycles through them; see handles.rs).
+    fn _close_native(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Relaxed);
         let ready = std::mem::take(&mut *self.ready.lock());
         let timers = self.timers.lock().clear();
         let fds = self.reactor.clear();
+        for h in ready.iter().chain(fds.iter()) {
+            h.get().release();
+        }
+        for t in timers.iter() {
+            t.bind(py).as_super().get().release();
+        }
         drop((ready, timers, fds));
     }
 
@@ -470,8 +478,8 @@ impl Loop {
         Ok(())
     }
 
-    fn __clear__(&self) {
-        self._close_native();
+    fn __clear__(&self, py: Python<'_>) {
+        self._close_native(py);
         self.set_current_handle(None);
     }
 }
