@@ -75,7 +75,11 @@ def test_negative_delay_runs_soon(loop):
     assert out == [1]
 
 
-def test_nan_delay_runs_without_hang(loop):
+def test_nan_delay_runs_without_hang(loop, request):
+    if sys.version_info >= (3, 13) and not request.node.callspec.id.startswith("ferrio"):
+        # asyncio 3.13's selector raises ValueError on the NaN timeout
+        # (math.ceil(nan)); ferrio keeps 3.11/3.12's behaviour: it fires.
+        pytest.xfail("asyncio 3.13 raises ValueError for a NaN poll timeout")
     out = []
     t = loop.call_later(float("nan"), out.append, "nan")
     assert math.isnan(t.when())
