@@ -80,6 +80,10 @@ impl TimerHeap {
         self.heap.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     pub fn push(&mut self, when: f64, handle: Py<TimerHandle>) {
         let key = if when.is_nan() {
             f64::NEG_INFINITY

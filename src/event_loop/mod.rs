@@ -37,8 +37,6 @@ use crate::timers::TimerHeap;
 #[pyclass(module = "ferrio._ferrio", name = "Loop", subclass, frozen)]
 pub struct Loop {
     ready: Mutex<VecDeque<Py<Handle>>>,
-    /// The previous pass's emptied batch, kept to reuse its allocation.
-    spare: Mutex<VecDeque<Py<Handle>>>,
     timers: Mutex<TimerHeap>,
     reactor: Reactor,
     stopping: AtomicBool,
@@ -86,10 +84,6 @@ impl Loop {
     fn set_current_handle(&self, h: Option<Py<PyAny>>) {
         let old = std::mem::replace(&mut *self.current_handle.lock(), h);
         drop(old);
-    }
-
-    fn reactor(&self) -> PyResult<&Reactor> {
-        Ok(&self.reactor)
     }
 
     #[inline]
@@ -185,7 +179,6 @@ impl Loop {
     fn new() -> PyResult<Self> {
         Ok(Loop {
             ready: Mutex::new(VecDeque::new()),
-            spare: Mutex::new(VecDeque::new()),
             timers: Mutex::new(TimerHeap::new()),
             reactor: Reactor::new()?,
             stopping: AtomicBool::new(false),
@@ -354,7 +347,7 @@ impl Loop {
 
     /// One iteration of the loop (asyncio's `_run_once`).
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
-        run::run_once(slf)
+        run::run_once(slf, &mut run::Scratch::default())
     }
 
     /// The inner `while True: _run_once(); if stopping: break` of run_forever.

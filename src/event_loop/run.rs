@@ -50,73 +50,92 @@ fn timeout_ms(seconds: f64) -> i32 {
     ms as i32
 }
 
-pub(crate) fn run_once(slf: &Bound<'_, Loop>) -> PyResult<()> {
+/// Buffers reused across iterations by `run_forever` (no allocation per
+/// iteration once they have grown).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// The pass being run; swapped with the ready queue each iteration.
+    batch: VecDeque<Py<Handle>>,
+    /// Handles made ready by I/O and timers this iteration.
+    fired: Vec<Py<Handle>>,
+}
+
+pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult<()> {
     let py = slf.py();
     let lp = slf.get();
 
-    // 1. Reclaim cancelled timers and find the next deadline.
-    let (reclaimed, next_deadline) = {
-        let mut timers = lp.timers.lock();
-        let r = timers.reclaim(py);
-        (r, timers.next_deadline())
-    };
-    drop(reclaimed);
-
-    // 2. Timeout.
-    let mut timeout = if !lp.ready.lock().is_empty() || lp.is_stopping() {
-        0
-    } else {
-        match next_deadline {
+    // 1-2. Timeout: 0 when callbacks are ready or the loop is stopping; else
+    // until the earliest timer (reclaiming cancelled ones first), else forever.
+    let busy = lp.is_stopping() || !lp.ready.lock().is_empty();
+    let mut timeout = 0;
+    let mut reclaimed_before_poll = false;
+    if !busy {
+        let (reclaimed, next_deadline) = {
+            let mut timers = lp.timers.lock();
+            let r = timers.reclaim(py);
+            (r, timers.next_deadline())
+        };
+        drop(reclaimed); // decref outside the lock: __del__ may run
+        reclaimed_before_poll = true;
+        timeout = match next_deadline {
             None => -1,
-            Some(when) => timeout_ms((when - clock::now()).max(0.0)),
-        }
-    };
-    let reactor = lp.reactor()?;
-    let mut fired: Vec<Py<Handle>> = Vec::new();
-    let now = clock::now();
-    if timeout != 0 {
-        reactor.waker.announce_sleep();
-        if !lp.ready.lock().is_empty() {
-            timeout = 0;
+            Some(when) => timeout_ms(when - clock::now()),
+        };
+        if timeout != 0 {
+            lp.reactor.waker.announce_sleep();
+            // A threadsafe producer may have pushed before seeing the flag.
+            if !lp.ready.lock().is_empty() {
+                timeout = 0;
+            }
         }
     }
 
-    // 3. Poll (or skip the poll on a busy loop that polled very recently).
-    let skip = timeout == 0 && now - lp.last_poll() < POLL_SKIP_WINDOW;
-    if !skip {
-        let res = reactor.poll(py, timeout, &mut fired);
-        reactor.waker.awake();
-        lp.set_last_poll(clock::now());
+    // 3. Poll, or skip the poll on a busy loop that polled very recently.
+    let mut now = clock::now();
+    if !(timeout == 0 && now - lp.last_poll() < POLL_SKIP_WINDOW) {
+        let res = lp.reactor.poll(py, timeout, &mut scratch.fired);
+        lp.reactor.waker.awake();
+        now = clock::now();
+        lp.set_last_poll(now);
         res?;
     }
 
-    // 4. Due timers.
-    let end_time = clock::now() + lp.clock_resolution;
-    lp.timers.lock().pop_due(py, end_time, &mut fired);
-
-    // 5. Run this generation.
-    let mut batch = {
-        let spare = std::mem::take(&mut *lp.spare.lock());
-        let mut ready = lp.ready.lock();
-        ready.extend(fired);
-        std::mem::replace(&mut *ready, spare)
+    // 4. Due timers (and, on a busy loop, reclaim cancelled ones now).
+    let reclaimed = {
+        let mut timers = lp.timers.lock();
+        if timers.is_empty() {
+            Vec::new()
+        } else {
+            let r = if reclaimed_before_poll {
+                Vec::new()
+            } else {
+                timers.reclaim(py)
+            };
+            timers.pop_due(py, now + lp.clock_resolution, &mut scratch.fired);
+            r
+        }
     };
-    let result = run_batch(slf, &mut batch);
-    if result.is_err() && !batch.is_empty() {
+    drop(reclaimed);
+
+    // 5. Run this generation: swap the ready queue with the (empty) batch.
+    {
         let mut ready = lp.ready.lock();
-        while let Some(h) = batch.pop_back() {
+        ready.extend(scratch.fired.drain(..));
+        std::mem::swap(&mut *ready, &mut scratch.batch);
+    }
+    let result = run_batch(slf, &mut scratch.batch);
+    if result.is_err() && !scratch.batch.is_empty() {
+        let mut ready = lp.ready.lock();
+        while let Some(h) = scratch.batch.pop_back() {
             ready.push_front(h);
         }
     }
-    batch.clear();
-    *lp.spare.lock() = batch;
     result
 }
 
 fn run_batch(slf: &Bound<'_, Loop>, batch: &mut VecDeque<Py<Handle>>) -> PyResult<()> {
     let py = slf.py();
-    let lp = slf.get();
-    let debug = lp.is_debug();
+    let debug = slf.get().is_debug();
     while let Some(h) = batch.pop_front() {
         let handle = h.get();
         if handle.is_cancelled() {
@@ -155,8 +174,9 @@ fn run_debug(slf: &Bound<'_, Loop>, h: &Py<Handle>) -> PyResult<()> {
 
 /// Runs iterations until `stop()` is requested.
 pub(crate) fn run_forever(slf: &Bound<'_, Loop>) -> PyResult<()> {
+    let mut scratch = Scratch::default();
     loop {
-        run_once(slf)?;
+        run_once(slf, &mut scratch)?;
         if slf.get().is_stopping() {
             return Ok(());
         }
