@@ -164,7 +164,8 @@ impl Handle {
         if res.is_err() && !keep && !self.is_cancelled() {
             *self.callback.lock() = Some(cb);
         } else {
-            drop(cb);
+            // Decref with the GIL known held (Py's Drop checks a thread-local).
+            drop((cb.func.into_bound(py), cb.args.into_bound(py)));
         }
         res
     }

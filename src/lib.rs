@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 fn _ferrio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::Loop>()?;
+    event_loop::install_fastcall_methods(m.py())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

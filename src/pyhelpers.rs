@@ -6,12 +6,14 @@
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
 
 static FORMAT_HANDLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static REPORT_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static EXTRACT_STACK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static WARN_SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CHECK_CALLBACK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static EMPTY_TUPLE: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
 
 const HELPERS: &str = "ferrio._helpers";
 
@@ -57,6 +59,15 @@ pub fn check_callback(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()>
     let f = CHECK_CALLBACK.import(py, HELPERS, "check_callback")?;
     f.call1((callback, method))?;
     Ok(())
+}
+
+/// The empty tuple, cached (`PyTuple::empty` goes through `PyTuple_New`).
+#[inline]
+pub fn empty_tuple(py: Python<'_>) -> Bound<'_, PyTuple> {
+    EMPTY_TUPLE
+        .get_or_init(py, || PyTuple::empty(py).unbind())
+        .bind(py)
+        .clone()
 }
 
 /// `contextvars.copy_context()`.

@@ -5,6 +5,9 @@
 //!   bodies that grow go to sibling files).
 //! - `run.rs`: one iteration (`_run_once`) and the run-forever loop.
 //! - `io.rs`: `add_reader`/`add_writer` and fd-object conversion.
+//! - `fastcall.rs`: raw vectorcall entry points of `call_soon`,
+//!   `call_soon_threadsafe`, `call_later`, `call_at` (installed on the type
+//!   at module init; their bodies are the `*_impl` methods here).
 //!
 //! The Python subclass `ferrio.Loop` (python/ferrio/_loop.py) adds the rarely
 //! used, setup-time methods, mostly by reusing asyncio's own functions so
@@ -15,11 +18,15 @@
 //! uncontended mutex, never held while Python code runs, so callbacks can
 //! re-enter the loop freely and other threads can `call_soon_threadsafe`.
 
+mod fastcall;
 mod io;
 mod run;
 
+pub(crate) use fastcall::install as install_fastcall_methods;
+
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
@@ -38,6 +45,8 @@ use crate::timers::TimerHeap;
 pub struct Loop {
     ready: Mutex<VecDeque<Py<Handle>>>,
     timers: Mutex<TimerHeap>,
+    /// The heap's cancelled-timer counter, shared with every TimerHandle.
+    timer_cancel_counter: Arc<AtomicUsize>,
     reactor: Reactor,
     stopping: AtomicBool,
     closed: AtomicBool,
@@ -141,6 +150,61 @@ impl Loop {
         self.ready.lock().push_back(h);
     }
 
+    /// `call_soon` / `call_soon_threadsafe` (entry points in fastcall.rs).
+    #[inline]
+    pub(crate) fn call_soon_impl(
+        &self,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+        threadsafe: bool,
+    ) -> PyResult<Py<Handle>> {
+        self.check_closed()?;
+        let debug = self.is_debug();
+        if debug {
+            if threadsafe {
+                pyhelpers::check_callback(callback, "call_soon_threadsafe")?;
+            } else {
+                self.check_thread()?;
+                pyhelpers::check_callback(callback, "call_soon")?;
+            }
+        }
+        let h = handles::new_handle(py, self.make_handle(py, callback, args, context, debug)?)?;
+        self.push_ready(h.clone_ref(py));
+        if threadsafe {
+            self.reactor.waker.wake_if_sleeping();
+        }
+        Ok(h)
+    }
+
+    /// `call_later`: asyncio computes `self.time() + delay` and goes through
+    /// `call_at` (whose name its debug-mode errors carry).
+    pub(crate) fn call_later_impl(
+        &self,
+        py: Python<'_>,
+        delay: Option<&Bound<'_, PyAny>>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let delay = extract_time(delay, "delay must not be None")?;
+        let when = clock::now() + delay;
+        self.schedule_at(py, when, callback, args, context, "call_at")
+    }
+
+    pub(crate) fn call_at_impl(
+        &self,
+        py: Python<'_>,
+        when: Option<&Bound<'_, PyAny>>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let when = extract_time(when, "when cannot be None")?;
+        self.schedule_at(py, when, callback, args, context, "call_at")
+    }
+
     fn schedule_at(
         &self,
         py: Python<'_>,
@@ -157,7 +221,7 @@ impl Loop {
             pyhelpers::check_callback(callback, method)?;
         }
         let base = self.make_handle(py, callback, args, context, debug)?;
-        let counter = self.timers.lock().cancel_counter();
+        let counter = self.timer_cancel_counter.clone();
         let th = handles::new_timer_handle(py, base, TimerHandle::new(when, counter))?;
         self.timers.lock().push(when, th.clone_ref(py));
         Ok(th)
@@ -177,9 +241,11 @@ fn extract_time(obj: Option<&Bound<'_, PyAny>>, none_msg: &str) -> PyResult<f64>
 impl Loop {
     #[new]
     fn new() -> PyResult<Self> {
+        let timers = TimerHeap::new();
         Ok(Loop {
             ready: Mutex::new(VecDeque::new()),
-            timers: Mutex::new(TimerHeap::new()),
+            timer_cancel_counter: timers.cancel_counter(),
+            timers: Mutex::new(timers),
             reactor: Reactor::new()?,
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -195,71 +261,6 @@ impl Loop {
     /// `loop.time()`: the monotonic clock in seconds.
     fn time(&self) -> f64 {
         clock::now()
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        &self,
-        py: Python<'_>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        self.check_closed()?;
-        let debug = self.is_debug();
-        if debug {
-            self.check_thread()?;
-            pyhelpers::check_callback(callback, "call_soon")?;
-        }
-        let h = handles::new_handle(py, self.make_handle(py, callback, args, context, debug)?)?;
-        self.push_ready(h.clone_ref(py));
-        Ok(h)
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
-        &self,
-        py: Python<'_>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        self.check_closed()?;
-        let debug = self.is_debug();
-        if debug {
-            pyhelpers::check_callback(callback, "call_soon_threadsafe")?;
-        }
-        let h = handles::new_handle(py, self.make_handle(py, callback, args, context, debug)?)?;
-        self.push_ready(h.clone_ref(py));
-        self.reactor.waker.wake_if_sleeping();
-        Ok(h)
-    }
-
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
-        &self,
-        py: Python<'_>,
-        delay: Option<&Bound<'_, PyAny>>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let delay = extract_time(delay, "delay must not be None")?;
-        let when = clock::now() + delay;
-        self.schedule_at(py, when, callback, args, context, "call_at")
-    }
-
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
-        &self,
-        py: Python<'_>,
-        when: Option<&Bound<'_, PyAny>>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        context: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        let when = extract_time(when, "when cannot be None")?;
-        self.schedule_at(py, when, callback, args, context, "call_at")
     }
 
     fn stop(&self) {

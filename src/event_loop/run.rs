@@ -146,11 +146,12 @@ fn run_batch(slf: &Bound<'_, Loop>, batch: &mut VecDeque<Py<Handle>>) -> PyResul
         } else {
             handle.run(py, false)
         };
+        let h = h.into_bound(py); // drop with the GIL known held (no TLS check)
         if let Err(err) = res {
             if is_fatal(py, &err) {
                 return Err(err);
             }
-            pyhelpers::report_callback_error(slf.as_any(), h.bind(py).as_any(), err)?;
+            pyhelpers::report_callback_error(slf.as_any(), h.as_any(), err)?;
         }
     }
     Ok(())

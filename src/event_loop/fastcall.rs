@@ -1,0 +1,272 @@
+//! Hand-written `METH_FASTCALL | METH_KEYWORDS` entry points for the four
+//! scheduling methods: `call_soon`, `call_soon_threadsafe`, `call_later`,
+//! `call_at`.
+//!
+//! These are the loop's hottest Python-facing calls (the C `Task` calls
+//! `loop.call_soon(step, context=ctx)` on every step). PyO3's generic
+//! argument machinery (trampoline, `*args` tuple building, keyword matching)
+//! cost more than the scheduling itself, so the methods are installed on the
+//! type as plain method descriptors whose C function parses the vectorcall
+//! arguments directly: fixed positionals, the callback, its arguments (a
+//! tuple built only when there are any), and the one keyword `context`.
+//!
+//! Errors follow asyncio: a missing callback or delay, or an unknown keyword,
+//! is a `TypeError`. A Rust panic never crosses into Python: it is caught
+//! here and raised as `pyo3_runtime.PanicException`.
+
+use std::ffi::c_char;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+use pyo3::PyTypeInfo;
+
+use super::Loop;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Soon,
+    SoonThreadsafe,
+    Later,
+    At,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Soon => "call_soon",
+            Kind::SoonThreadsafe => "call_soon_threadsafe",
+            Kind::Later => "call_later",
+            Kind::At => "call_at",
+        }
+    }
+
+    /// Positional parameters before the callback (the delay or deadline).
+    fn n_fixed(self) -> usize {
+        match self {
+            Kind::Soon | Kind::SoonThreadsafe => 0,
+            Kind::Later | Kind::At => 1,
+        }
+    }
+}
+
+/// Parses the vectorcall arguments and dispatches to the loop.
+///
+/// # Safety
+/// `args` points to `nargs + len(kwnames)` valid borrowed references, as the
+/// vectorcall protocol guarantees; `slf` is a valid object; GIL held.
+unsafe fn dispatch(
+    py: Python<'_>,
+    kind: Kind,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: caller contract (valid borrowed `slf`, GIL held).
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    let lp = slf.cast::<Loop>().map_err(PyErr::from)?;
+    // SAFETY: nargsf comes from the vectorcall protocol.
+    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) } as usize;
+    let n_fixed = kind.n_fixed();
+    if nargs < n_fixed + 1 {
+        let missing = if nargs < n_fixed {
+            if matches!(kind, Kind::Later) {
+                "'delay' and 'callback'"
+            } else {
+                "'when' and 'callback'"
+            }
+        } else {
+            "'callback'"
+        };
+        return Err(PyTypeError::new_err(format!(
+            "{}() missing required positional argument(s): {missing}",
+            kind.name()
+        )));
+    }
+    // SAFETY: index < nargs; borrowed references valid for the call.
+    let arg = |i: usize| unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) };
+
+    let mut context: Option<Bound<'_, PyAny>> = None;
+    if !kwnames.is_null() {
+        // SAFETY: kwnames is a tuple of str per the vectorcall protocol.
+        let names = unsafe { Bound::from_borrowed_ptr(py, kwnames) };
+        let names = names.cast::<PyTuple>().map_err(PyErr::from)?;
+        for (i, name) in names.iter().enumerate() {
+            let name = name.cast_into::<PyString>().map_err(PyErr::from)?;
+            if name.to_str()? == "context" {
+                context = Some(arg(nargs + i));
+            } else {
+                return Err(PyTypeError::new_err(format!(
+                    "{}() got an unexpected keyword argument '{}'",
+                    kind.name(),
+                    name.to_str()?
+                )));
+            }
+        }
+    }
+    let context = context.filter(|c| !c.is_none());
+
+    let callback = arg(n_fixed);
+    let cb_args = if nargs > n_fixed + 1 {
+        // SAFETY: the slice covers exactly the callback's arguments.
+        let slice =
+            unsafe { std::slice::from_raw_parts(args.add(n_fixed + 1), nargs - n_fixed - 1) };
+        PyTuple::new(
+            py,
+            // SAFETY: each entry is a valid borrowed reference.
+            slice
+                .iter()
+                .map(|p| unsafe { Bound::from_borrowed_ptr(py, *p) }),
+        )?
+    } else {
+        crate::pyhelpers::empty_tuple(py)
+    };
+    let this = lp.get();
+    let out = match kind {
+        Kind::Soon => this
+            .call_soon_impl(py, &callback, &cb_args, context.as_ref(), false)?
+            .into_any(),
+        Kind::SoonThreadsafe => this
+            .call_soon_impl(py, &callback, &cb_args, context.as_ref(), true)?
+            .into_any(),
+        Kind::Later => this
+            .call_later_impl(py, Some(&arg(0)), &callback, &cb_args, context.as_ref())?
+            .into_any(),
+        Kind::At => this
+            .call_at_impl(py, Some(&arg(0)), &callback, &cb_args, context.as_ref())?
+            .into_any(),
+    };
+    Ok(out)
+}
+
+/// Runs `dispatch`, turning errors and panics into a raised Python error.
+///
+/// # Safety
+/// As for [`dispatch`].
+#[inline(always)]
+unsafe fn entry(
+    kind: Kind,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls method implementations with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: forwarded caller contract.
+    let res = catch_unwind(AssertUnwindSafe(|| unsafe {
+        dispatch(py, kind, slf, args, nargsf, kwnames)
+    }));
+    match res {
+        Ok(Ok(obj)) => obj.into_ptr(),
+        Ok(Err(err)) => {
+            err.restore(py);
+            ptr::null_mut()
+        }
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic in ferrio".to_string());
+            PanicException::new_err(msg).restore(py);
+            ptr::null_mut()
+        }
+    }
+}
+
+macro_rules! fastcall_fn {
+    ($name:ident, $kind:expr) => {
+        unsafe extern "C" fn $name(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargsf: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: called by CPython through the method descriptor with
+            // vectorcall arguments.
+            unsafe { entry($kind, slf, args, nargsf, kwnames) }
+        }
+    };
+}
+
+fastcall_fn!(call_soon_fast, Kind::Soon);
+fastcall_fn!(call_soon_threadsafe_fast, Kind::SoonThreadsafe);
+fastcall_fn!(call_later_fast, Kind::Later);
+fastcall_fn!(call_at_fast, Kind::At);
+
+/// A `PyMethodDef` that may live in a `static` (its pointers are to static
+/// strings and functions, never mutated after install).
+struct MethodDef(std::cell::UnsafeCell<ffi::PyMethodDef>);
+
+// SAFETY: the definitions are written only at compile time; CPython only
+// reads them (it keeps a pointer for the descriptor's lifetime).
+unsafe impl Sync for MethodDef {}
+
+const FLAGS: c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
+
+macro_rules! method_def {
+    ($name:literal, $func:ident, $doc:literal) => {
+        MethodDef(std::cell::UnsafeCell::new(ffi::PyMethodDef {
+            ml_name: concat!($name, "\0").as_ptr() as *const c_char,
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: $func,
+            },
+            ml_flags: FLAGS,
+            ml_doc: concat!($doc, "\0").as_ptr() as *const c_char,
+        }))
+    };
+}
+
+static DEFS: [MethodDef; 4] = [
+    method_def!(
+        "call_soon",
+        call_soon_fast,
+        "call_soon(callback, *args, context=None)\n--\n\nSchedule callback(*args) for the next iteration; returns a Handle."
+    ),
+    method_def!(
+        "call_soon_threadsafe",
+        call_soon_threadsafe_fast,
+        "call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon, from any thread; wakes the loop."
+    ),
+    method_def!(
+        "call_later",
+        call_later_fast,
+        "call_later(delay, callback, *args, context=None)\n--\n\nSchedule callback(*args) after delay seconds; returns a TimerHandle."
+    ),
+    method_def!(
+        "call_at",
+        call_at_fast,
+        "call_at(when, callback, *args, context=None)\n--\n\nSchedule callback(*args) at loop time when; returns a TimerHandle."
+    ),
+];
+
+/// Installs the four methods on the `Loop` type.
+pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+    let ty = Loop::type_object(py);
+    for def in DEFS.iter() {
+        // SAFETY: `def` is a static PyMethodDef that outlives the type; the
+        // type pointer is valid; PyDescr_NewMethod returns a new reference.
+        let descr = unsafe {
+            let d = ffi::PyDescr_NewMethod(ty.as_type_ptr(), def.0.get());
+            if d.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            Bound::from_owned_ptr(py, d)
+        };
+        // SAFETY: ml_name is a NUL-terminated static string.
+        let name = unsafe { std::ffi::CStr::from_ptr((*def.0.get()).ml_name) }
+            .to_str()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // PyO3 types are mutable heap types: setattr on the type works and
+        // invalidates the method cache.
+        ty.setattr(name, descr)?;
+    }
+    Ok(())
+}
