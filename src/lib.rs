@@ -2,7 +2,7 @@
 //! module; each concept lives in its own module:
 //!
 //! - `event_loop/`: the loop (`Loop`), its run iteration and fd watching.
-//! - `handles`: `Handle`/`TimerHandle`.
+//! - `handles/`: `Handle`/`TimerHandle` (hand-built, non-GC Python types).
 //! - `timers`: the timer heap.
 //! - `reactor/`: epoll and the cross-thread waker.
 //! - `clock`: the monotonic clock.
@@ -21,8 +21,7 @@ use pyo3::prelude::*;
 fn _ferrio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::Loop>()?;
     event_loop::install_fastcall_methods(m.py())?;
-    m.add_class::<handles::Handle>()?;
-    m.add_class::<handles::TimerHandle>()?;
+    handles::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -15,9 +15,7 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use pyo3::prelude::*;
-
-use crate::handles::{Handle, TimerHandle};
+use crate::handles::HandleRef;
 
 /// Below this size the heap is never rebuilt (asyncio's constant).
 const MIN_SCHEDULED_FOR_COMPACTION: usize = 100;
@@ -25,7 +23,7 @@ const MIN_SCHEDULED_FOR_COMPACTION: usize = 100;
 struct Entry {
     key: f64,
     seq: u64,
-    handle: Py<TimerHandle>,
+    handle: HandleRef,
 }
 
 impl PartialEq for Entry {
@@ -84,7 +82,7 @@ impl TimerHeap {
         self.heap.is_empty()
     }
 
-    pub fn push(&mut self, when: f64, handle: Py<TimerHandle>) {
+    pub fn push(&mut self, when: f64, handle: HandleRef) {
         let key = if when.is_nan() {
             f64::NEG_INFINITY
         } else {
@@ -114,16 +112,16 @@ impl TimerHeap {
     /// Drops cancelled timers: rebuild when most are cancelled, else pop the
     /// cancelled ones sitting at the top. Returns the reclaimed handles so the
     /// caller can drop them (decref) outside any lock.
-    pub fn reclaim(&mut self, py: Python<'_>) -> Vec<Py<TimerHandle>> {
+    pub fn reclaim(&mut self) -> Vec<HandleRef> {
         let mut out = Vec::new();
         let n = self.heap.len();
         if n > MIN_SCHEDULED_FOR_COMPACTION && self.cancelled_count() * 2 > n {
             let old = std::mem::take(&mut self.heap).into_vec();
             let mut keep = Vec::with_capacity(n - self.cancelled_count().min(n));
             for e in old {
-                let b = e.handle.bind(py);
-                if b.as_super().get().is_cancelled() {
-                    b.get().unschedule();
+                let core = e.handle.core();
+                if core.is_cancelled() {
+                    core.unschedule();
                     out.push(e.handle);
                 } else {
                     keep.push(e);
@@ -133,11 +131,11 @@ impl TimerHeap {
             self.cancelled.store(0, Ordering::Relaxed);
         } else {
             while let Some(top) = self.heap.peek() {
-                let b = top.handle.bind(py);
-                if !b.as_super().get().is_cancelled() {
+                let core = top.handle.core();
+                if !core.is_cancelled() {
                     break;
                 }
-                b.get().unschedule();
+                core.unschedule();
                 self.note_reclaimed();
                 if let Some(e) = self.heap.pop() {
                     out.push(e.handle);
@@ -154,32 +152,32 @@ impl TimerHeap {
 
     /// Moves every timer due before `end_time` into `out` (as plain handles),
     /// skipping cancelled ones.
-    pub fn pop_due(&mut self, py: Python<'_>, end_time: f64, out: &mut Vec<Py<Handle>>) {
+    pub fn pop_due(&mut self, end_time: f64, out: &mut Vec<HandleRef>) {
         while let Some(top) = self.heap.peek() {
             if top.key >= end_time {
                 break;
             }
             let Some(e) = self.heap.pop() else { break };
-            let b = e.handle.bind(py);
-            b.get().unschedule();
-            if b.as_super().get().is_cancelled() {
+            let core = e.handle.core();
+            core.unschedule();
+            if core.is_cancelled() {
                 self.note_reclaimed();
                 continue;
             }
-            out.push(b.clone().into_super().unbind());
+            out.push(e.handle);
         }
     }
 
     /// Reports every handle to the garbage collector.
     pub fn traverse(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         for e in self.heap.iter() {
-            visit.call(&e.handle)?;
+            visit.call(e.handle.as_py())?;
         }
         Ok(())
     }
 
     /// Empties the heap (loop close).
-    pub fn clear(&mut self) -> Vec<Py<TimerHandle>> {
+    pub fn clear(&mut self) -> Vec<HandleRef> {
         self.cancelled.store(0, Ordering::Relaxed);
         std::mem::take(&mut self.heap)
             .into_vec()

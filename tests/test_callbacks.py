@@ -174,7 +174,7 @@ def test_handle_types(loop):
         import ferrio
 
         assert isinstance(h, ferrio.Handle)
-        assert isinstance(t, ferrio.TimerHandle) and isinstance(t, ferrio.Handle)
+        assert isinstance(t, ferrio.TimerHandle)
     else:
         assert isinstance(h, asyncio.Handle)
         assert isinstance(t, asyncio.TimerHandle)

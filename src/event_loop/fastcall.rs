@@ -131,16 +131,16 @@ unsafe fn dispatch(
     let out = match kind {
         Kind::Soon => this
             .call_soon_impl(py, &callback, &cb_args, context.as_ref(), false)?
-            .into_any(),
+            .into_py(),
         Kind::SoonThreadsafe => this
             .call_soon_impl(py, &callback, &cb_args, context.as_ref(), true)?
-            .into_any(),
+            .into_py(),
         Kind::Later => this
             .call_later_impl(py, Some(&arg(0)), &callback, &cb_args, context.as_ref())?
-            .into_any(),
+            .into_py(),
         Kind::At => this
             .call_at_impl(py, Some(&arg(0)), &callback, &cb_args, context.as_ref())?
-            .into_any(),
+            .into_py(),
     };
     Ok(out)
 }

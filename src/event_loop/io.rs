@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
 
 use super::Loop;
-use crate::handles::{self, Handle};
+use crate::handles::{self, HandleCore, HandleRef};
 use crate::pyhelpers;
 use crate::reactor::Side;
 
@@ -60,7 +60,7 @@ pub(super) fn add(
     side: Side,
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
-) -> PyResult<Py<Handle>> {
+) -> PyResult<HandleRef> {
     lp.check_closed()?;
     let py = callback.py();
     let ctx = pyhelpers::copy_context(py)?;
@@ -71,7 +71,7 @@ pub(super) fn add(
     };
     let handle = handles::new_handle(
         py,
-        Handle::new(
+        HandleCore::new(
             callback.clone().unbind(),
             args.clone().unbind(),
             ctx,
@@ -81,18 +81,18 @@ pub(super) fn add(
     )?;
     let old = lp.reactor.set(fd, side, handle.clone_ref(py))?;
     if let Some(old) = old {
-        old.get().cancel_inner();
+        old.core().cancel(py);
     }
     Ok(handle)
 }
 
-pub(super) fn remove(lp: &Loop, fd: RawFd, side: Side) -> bool {
+pub(super) fn remove(py: Python<'_>, lp: &Loop, fd: RawFd, side: Side) -> bool {
     if lp.is_closed() {
         return false;
     }
     match lp.reactor.remove(fd, side) {
         Some(h) => {
-            h.get().cancel_inner();
+            h.core().cancel(py);
             true
         }
         None => false,

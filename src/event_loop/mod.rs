@@ -29,23 +29,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock;
-use crate::handles::{self, Handle, TimerHandle};
+use crate::handles::{self, HandleCore, HandleRef};
 use crate::pyhelpers;
 use crate::reactor::{Reactor, Side};
 use crate::timers::TimerHeap;
 
 #[pyclass(module = "ferrio._ferrio", name = "Loop", subclass, frozen)]
 pub struct Loop {
-    ready: Mutex<VecDeque<Py<Handle>>>,
+    ready: Mutex<VecDeque<HandleRef>>,
     timers: Mutex<TimerHeap>,
-    /// The heap's cancelled-timer counter, shared with every TimerHandle.
+    /// The heap's cancelled-timer counter, shared with every timer handle.
     timer_cancel_counter: Arc<AtomicUsize>,
     reactor: Reactor,
     stopping: AtomicBool,
@@ -127,7 +127,7 @@ impl Loop {
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
         debug: bool,
-    ) -> PyResult<Handle> {
+    ) -> PyResult<HandleCore> {
         let ctx = match context {
             Some(c) => c.clone().unbind(),
             None => pyhelpers::copy_context(py)?,
@@ -137,7 +137,7 @@ impl Loop {
         } else {
             None
         };
-        Ok(Handle::new(
+        Ok(HandleCore::new(
             callback.clone().unbind(),
             args.clone().unbind(),
             ctx,
@@ -146,7 +146,7 @@ impl Loop {
         ))
     }
 
-    fn push_ready(&self, h: Py<Handle>) {
+    fn push_ready(&self, h: HandleRef) {
         self.ready.lock().push_back(h);
     }
 
@@ -159,7 +159,7 @@ impl Loop {
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
         threadsafe: bool,
-    ) -> PyResult<Py<Handle>> {
+    ) -> PyResult<HandleRef> {
         self.check_closed()?;
         let debug = self.is_debug();
         if debug {
@@ -187,7 +187,7 @@ impl Loop {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
+    ) -> PyResult<HandleRef> {
         let delay = extract_time(delay, "delay must not be None")?;
         let when = clock::now() + delay;
         self.schedule_at(py, when, callback, args, context, "call_at")
@@ -200,7 +200,7 @@ impl Loop {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
+    ) -> PyResult<HandleRef> {
         let when = extract_time(when, "when cannot be None")?;
         self.schedule_at(py, when, callback, args, context, "call_at")
     }
@@ -213,7 +213,7 @@ impl Loop {
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
         method: &str,
-    ) -> PyResult<Py<TimerHandle>> {
+    ) -> PyResult<HandleRef> {
         self.check_closed()?;
         let debug = self.is_debug();
         if debug {
@@ -222,7 +222,7 @@ impl Loop {
         }
         let base = self.make_handle(py, callback, args, context, debug)?;
         let counter = self.timer_cancel_counter.clone();
-        let th = handles::new_timer_handle(py, base, TimerHandle::new(when, counter))?;
+        let th = handles::new_handle(py, base.with_timer(when, counter))?;
         self.timers.lock().push(when, th.clone_ref(py));
         Ok(th)
     }
@@ -231,8 +231,8 @@ impl Loop {
 /// Reads a delay or deadline as a float, as `loop.time() + delay` would.
 fn extract_time(obj: Option<&Bound<'_, PyAny>>, none_msg: &str) -> PyResult<f64> {
     match obj {
-        None => Err(handles::none_time_error(none_msg)),
-        Some(o) if o.is_none() => Err(handles::none_time_error(none_msg)),
+        None => Err(PyTypeError::new_err(none_msg.to_string())),
+        Some(o) if o.is_none() => Err(PyTypeError::new_err(none_msg.to_string())),
         Some(o) => o.extract::<f64>(),
     }
 }
@@ -365,10 +365,10 @@ impl Loop {
         let timers = self.timers.lock().clear();
         let fds = self.reactor.clear();
         for h in ready.iter().chain(fds.iter()) {
-            h.get().release();
+            h.core().release(py);
         }
         for t in timers.iter() {
-            t.bind(py).as_super().get().release();
+            t.core().release(py);
         }
         drop((ready, timers, fds));
     }
@@ -411,13 +411,15 @@ impl Loop {
     }
 
     fn remove_reader(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let fd = io::fileobj_to_fd(fd)?;
-        Ok(io::remove(self, fd, Side::Read))
+        let fd_obj = fd;
+        let fd = io::fileobj_to_fd(fd_obj)?;
+        Ok(io::remove(fd_obj.py(), self, fd, Side::Read))
     }
 
     fn remove_writer(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let fd = io::fileobj_to_fd(fd)?;
-        Ok(io::remove(self, fd, Side::Write))
+        let fd_obj = fd;
+        let fd = io::fileobj_to_fd(fd_obj)?;
+        Ok(io::remove(fd_obj.py(), self, fd, Side::Write))
     }
 
     /// Selector-loop internal names, used by code written against
@@ -428,9 +430,9 @@ impl Loop {
         fd: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Handle>> {
+    ) -> PyResult<Py<PyAny>> {
         let fd = io::fileobj_to_fd(fd)?;
-        io::add(self, fd, Side::Read, callback, args)
+        io::add(self, fd, Side::Read, callback, args).map(HandleRef::into_py)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
@@ -439,9 +441,9 @@ impl Loop {
         fd: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Handle>> {
+    ) -> PyResult<Py<PyAny>> {
         let fd = io::fileobj_to_fd(fd)?;
-        io::add(self, fd, Side::Write, callback, args)
+        io::add(self, fd, Side::Write, callback, args).map(HandleRef::into_py)
     }
 
     fn _remove_reader(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -457,7 +459,7 @@ impl Loop {
         // under-reports references, which keeps objects alive (safe).
         if let Some(q) = self.ready.try_lock() {
             for h in q.iter() {
-                visit.call(h)?;
+                visit.call(h.as_py())?;
             }
         }
         if let Some(t) = self.timers.try_lock() {

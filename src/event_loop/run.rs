@@ -28,7 +28,7 @@ use pyo3::prelude::*;
 
 use super::Loop;
 use crate::clock;
-use crate::handles::Handle;
+use crate::handles::HandleRef;
 use crate::pyhelpers;
 
 /// Longest a busy loop goes without polling for I/O.
@@ -55,9 +55,9 @@ fn timeout_ms(seconds: f64) -> i32 {
 #[derive(Default)]
 pub(crate) struct Scratch {
     /// The pass being run; swapped with the ready queue each iteration.
-    batch: VecDeque<Py<Handle>>,
+    batch: VecDeque<HandleRef>,
     /// Handles made ready by I/O and timers this iteration.
-    fired: Vec<Py<Handle>>,
+    fired: Vec<HandleRef>,
 }
 
 pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult<()> {
@@ -72,7 +72,7 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
     if !busy {
         let (reclaimed, next_deadline) = {
             let mut timers = lp.timers.lock();
-            let r = timers.reclaim(py);
+            let r = timers.reclaim();
             (r, timers.next_deadline())
         };
         drop(reclaimed); // decref outside the lock: __del__ may run
@@ -109,9 +109,9 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
             let r = if reclaimed_before_poll {
                 Vec::new()
             } else {
-                timers.reclaim(py)
+                timers.reclaim()
             };
-            timers.pop_due(py, now + lp.clock_resolution, &mut scratch.fired);
+            timers.pop_due(now + lp.clock_resolution, &mut scratch.fired);
             r
         }
     };
@@ -133,12 +133,13 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
     result
 }
 
-fn run_batch(slf: &Bound<'_, Loop>, batch: &mut VecDeque<Py<Handle>>) -> PyResult<()> {
+fn run_batch(slf: &Bound<'_, Loop>, batch: &mut VecDeque<HandleRef>) -> PyResult<()> {
     let py = slf.py();
     let debug = slf.get().is_debug();
     while let Some(h) = batch.pop_front() {
-        let handle = h.get();
+        let handle = h.core();
         if handle.is_cancelled() {
+            h.release_ref(py);
             continue;
         }
         let res = if debug {
@@ -146,29 +147,29 @@ fn run_batch(slf: &Bound<'_, Loop>, batch: &mut VecDeque<Py<Handle>>) -> PyResul
         } else {
             handle.run(py, false)
         };
-        let h = h.into_bound(py); // drop with the GIL known held (no TLS check)
         if let Err(err) = res {
             if is_fatal(py, &err) {
                 return Err(err);
             }
-            pyhelpers::report_callback_error(slf.as_any(), h.as_any(), err)?;
+            pyhelpers::report_callback_error(slf.as_any(), h.bind(py), err)?;
         }
+        h.release_ref(py);
     }
     Ok(())
 }
 
 /// Debug-mode run: tracks `_current_handle` and warns about slow callbacks.
-fn run_debug(slf: &Bound<'_, Loop>, h: &Py<Handle>) -> PyResult<()> {
+fn run_debug(slf: &Bound<'_, Loop>, h: &HandleRef) -> PyResult<()> {
     let py = slf.py();
     let lp = slf.get();
-    lp.set_current_handle(Some(h.clone_ref(py).into_any()));
+    lp.set_current_handle(Some(h.clone_ref(py).into_py()));
     let t0 = clock::now();
     // Keep the callback after running so the slow-callback message names it.
-    let res = h.get().run(py, true);
+    let res = h.core().run(py, true);
     let dt = clock::now() - t0;
     lp.set_current_handle(None);
     if dt >= lp.slow_callback_duration() {
-        pyhelpers::warn_slow(h.bind(py).as_any(), dt)?;
+        pyhelpers::warn_slow(h.bind(py), dt)?;
     }
     res
 }

@@ -21,7 +21,7 @@ use std::os::fd::RawFd;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
-use crate::handles::Handle;
+use crate::handles::HandleRef;
 use epoll::{Epoll, Event, READABLE, WRITABLE};
 use waker::Waker;
 
@@ -30,8 +30,8 @@ const MAX_EVENTS: usize = 1024;
 
 #[derive(Default)]
 struct FdEntry {
-    reader: Option<Py<Handle>>,
-    writer: Option<Py<Handle>>,
+    reader: Option<HandleRef>,
+    writer: Option<HandleRef>,
 }
 
 impl FdEntry {
@@ -77,7 +77,7 @@ impl Reactor {
 
     /// Installs `handle` as the reader or writer of `fd`, returning the
     /// handle it replaces (the caller cancels it).
-    pub fn set(&self, fd: RawFd, side: Side, handle: Py<Handle>) -> io::Result<Option<Py<Handle>>> {
+    pub fn set(&self, fd: RawFd, side: Side, handle: HandleRef) -> io::Result<Option<HandleRef>> {
         let mut fds = self.fds.lock();
         let existed = fds.contains_key(&fd);
         let entry = fds.entry(fd).or_default();
@@ -110,7 +110,7 @@ impl Reactor {
     }
 
     /// Removes the reader or writer of `fd`, returning it if there was one.
-    pub fn remove(&self, fd: RawFd, side: Side) -> Option<Py<Handle>> {
+    pub fn remove(&self, fd: RawFd, side: Side) -> Option<HandleRef> {
         let mut fds = self.fds.lock();
         let entry = fds.get_mut(&fd)?;
         let old = match side {
@@ -132,7 +132,7 @@ impl Reactor {
     /// Polls once. `timeout_ms` < 0 blocks, 0 returns at once. The GIL is
     /// released only for a blocking poll. Fired reader/writer handles are
     /// appended to `out`; cancelled ones are unregistered, as asyncio does.
-    pub fn poll(&self, py: Python<'_>, timeout_ms: i32, out: &mut Vec<Py<Handle>>) -> PyResult<()> {
+    pub fn poll(&self, py: Python<'_>, timeout_ms: i32, out: &mut Vec<HandleRef>) -> PyResult<()> {
         let mut buf = self.events.lock();
         let epfd = self.epoll.raw();
         let res = if timeout_ms == 0 {
@@ -166,7 +166,7 @@ impl Reactor {
                 let Some(entry) = fds.get(&fd) else { continue };
                 if bits & !WRITABLE != 0 {
                     if let Some(h) = &entry.reader {
-                        if h.get().is_cancelled() {
+                        if h.core().is_cancelled() {
                             cancelled.push((fd, Side::Read));
                         } else {
                             out.push(h.clone_ref(py));
@@ -175,7 +175,7 @@ impl Reactor {
                 }
                 if bits & !READABLE != 0 {
                     if let Some(h) = &entry.writer {
-                        if h.get().is_cancelled() {
+                        if h.core().is_cancelled() {
                             cancelled.push((fd, Side::Write));
                         } else {
                             out.push(h.clone_ref(py));
@@ -200,10 +200,10 @@ impl Reactor {
         if let Some(fds) = self.fds.try_lock() {
             for e in fds.values() {
                 if let Some(h) = &e.reader {
-                    visit.call(h)?;
+                    visit.call(h.as_py())?;
                 }
                 if let Some(h) = &e.writer {
-                    visit.call(h)?;
+                    visit.call(h.as_py())?;
                 }
             }
         }
@@ -212,7 +212,7 @@ impl Reactor {
 
     /// Drops every registration (loop close). Returns the handles so they are
     /// released outside the lock.
-    pub fn clear(&self) -> Vec<Py<Handle>> {
+    pub fn clear(&self) -> Vec<HandleRef> {
         let mut fds = self.fds.lock();
         let mut out = Vec::new();
         for (fd, e) in fds.drain() {

@@ -1,0 +1,300 @@
+//! asyncio's `Handle` and `TimerHandle`, as native objects.
+//!
+//! - `mod.rs` (this file): the handle's state ([`HandleCore`]), running a
+//!   callback in its context, and [`HandleRef`], the owning reference the
+//!   loop's queues hold.
+//! - `pytype.rs`: the two Python types (`ferrio.Handle`,
+//!   `ferrio.TimerHandle`), hand-built with `PyType_FromSpec`.
+//!
+//! A handle *is* the ready-queue entry: `call_soon` allocates one Python
+//! object (the one it must return anyway) and the queue stores a reference
+//! to it, so scheduling costs one allocation and running costs one
+//! vectorcall inside `PyContext_Enter`/`PyContext_Exit`.
+//!
+//! Why hand-built types rather than `#[pyclass]`: PyO3 0.30 makes every
+//! class a GC type, and each GC allocation advances the collector's
+//! counters, so with many pending callbacks the collector ran about twice
+//! as often and `call_soon` cost ~2x (docs/decisions.md). Handles are not
+//! GC objects, as in asyncio's C-accelerated competitors. That is safe
+//! because a handle holds its callback only while pending, i.e. while the
+//! loop references it: running, `cancel()` and `loop.close()` all release
+//! the callback, which breaks any cycle through it.
+//!
+//! Invariants:
+//! - `cancelled` only goes false → true. `cancel()` drops the callback and
+//!   its arguments at once (as asyncio does).
+//! - A one-shot handle gives up its callback when it runs; if the callback
+//!   raised, the callback is put back so the exception handler and `repr()`
+//!   still show it. Persistent handles (`add_reader`/`add_writer`) keep theirs.
+//! - No lock is held while Python code runs (a callback may cancel its own
+//!   handle, and a `__del__` may run on any decref).
+
+mod pytype;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+pub(crate) use pytype::register;
+
+/// A callback and its positional arguments.
+pub(crate) struct Callback {
+    pub func: Py<PyAny>,
+    pub args: Py<PyTuple>,
+}
+
+impl Callback {
+    /// Decrefs both objects now. `Py`'s own `Drop` defers the decref when
+    /// PyO3 does not know the thread is attached, which is the case in the
+    /// raw slot functions of pytype.rs and in the fastcall entry points.
+    pub(crate) fn dispose(self, py: Python<'_>) {
+        drop((self.func.into_bound(py), self.args.into_bound(py)));
+    }
+
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        Callback {
+            func: self.func.clone_ref(py),
+            args: self.args.clone_ref(py),
+        }
+    }
+}
+
+/// Calls `func(*args)` inside `ctx`, like `ctx.run(func, *args)` but without
+/// building a bound method or an argument tuple.
+#[inline]
+pub(crate) fn call_in_context(
+    py: Python<'_>,
+    ctx: &Py<PyAny>,
+    func: &Py<PyAny>,
+    args: &Py<PyTuple>,
+) -> PyResult<()> {
+    // SAFETY: all pointers are owned references kept alive by the caller for
+    // the duration of the call; the GIL is held (we have `py`). Enter/Exit
+    // are balanced: Exit runs whether or not the call succeeded, which is
+    // what `Context.run` does in CPython.
+    unsafe {
+        if ffi::PyContext_Enter(ctx.as_ptr()) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let a = args.as_ptr();
+        let f = func.as_ptr();
+        let ret = match ffi::PyTuple_GET_SIZE(a) {
+            0 => ffi::PyObject_CallNoArgs(f),
+            1 => ffi::PyObject_CallOneArg(f, ffi::PyTuple_GET_ITEM(a, 0)),
+            _ => ffi::PyObject_Call(f, a, std::ptr::null_mut()),
+        };
+        let exit_rc = ffi::PyContext_Exit(ctx.as_ptr());
+        if ret.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        ffi::Py_DECREF(ret);
+        if exit_rc < 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    Ok(())
+}
+
+/// The timer part of a `TimerHandle`.
+pub(crate) struct TimerPart {
+    when: f64,
+    /// True while the handle sits in the loop's timer heap.
+    scheduled: AtomicBool,
+    /// The loop's count of cancelled handles still in the heap.
+    cancelled_in_heap: Arc<AtomicUsize>,
+}
+
+/// Everything a handle knows; lives inside the Python object.
+pub(crate) struct HandleCore {
+    callback: Mutex<Option<Callback>>,
+    context: Py<PyAny>,
+    cancelled: AtomicBool,
+    /// Reader/writer handles run many times and keep their callback.
+    persistent: bool,
+    /// `traceback.extract_stack()` at creation, only in debug mode.
+    source_traceback: Option<Py<PyAny>>,
+    timer: Option<TimerPart>,
+}
+
+impl HandleCore {
+    pub(crate) fn new(
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Py<PyAny>,
+        persistent: bool,
+        source_traceback: Option<Py<PyAny>>,
+    ) -> Self {
+        HandleCore {
+            callback: Mutex::new(Some(Callback { func, args })),
+            context,
+            cancelled: AtomicBool::new(false),
+            persistent,
+            source_traceback,
+            timer: None,
+        }
+    }
+
+    /// Makes this a timer handle due at `when`.
+    pub(crate) fn with_timer(mut self, when: f64, cancelled_in_heap: Arc<AtomicUsize>) -> Self {
+        self.timer = Some(TimerPart {
+            when,
+            scheduled: AtomicBool::new(true),
+            cancelled_in_heap,
+        });
+        self
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        // Relaxed: the flag is only a hint to skip work; the callback itself is
+        // guarded by the mutex, and a racing cancel() from another thread is
+        // already unordered with respect to the run in asyncio too.
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Marks the handle cancelled and releases the callback; a timer still
+    /// in the heap is counted for compaction. Returns whether this call did
+    /// the cancelling.
+    pub(crate) fn cancel(&self, py: Python<'_>) -> bool {
+        // AcqRel: exactly one caller wins the transition.
+        if self.cancelled.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let taken = self.callback.lock().take();
+        if let Some(cb) = taken {
+            cb.dispose(py); // decref outside the lock: __del__ may run here
+        }
+        if let Some(t) = &self.timer {
+            // Relaxed: a heuristic counter read by the loop thread only.
+            if t.scheduled.load(Ordering::Relaxed) {
+                t.cancelled_in_heap.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+
+    /// Drops the callback without cancelling (loop close): nothing will run
+    /// it any more, and holding it could keep a garbage cycle alive.
+    pub(crate) fn release(&self, py: Python<'_>) {
+        let taken = self.callback.lock().take();
+        if let Some(cb) = taken {
+            cb.dispose(py);
+        }
+    }
+
+    /// Decrefs every Python object the core holds, now (see
+    /// [`Callback::dispose`]). Used by the type's dealloc.
+    pub(crate) fn dispose(self, py: Python<'_>) {
+        let HandleCore {
+            callback,
+            context,
+            source_traceback,
+            ..
+        } = self;
+        if let Some(cb) = callback.into_inner() {
+            cb.dispose(py);
+        }
+        drop(context.into_bound(py));
+        if let Some(tb) = source_traceback {
+            drop(tb.into_bound(py));
+        }
+    }
+
+    /// Runs the callback in its context. On error the callback is kept (for
+    /// the exception handler's message and `repr`) and the error returned.
+    /// `keep` retains the callback after a successful run (debug mode, so
+    /// the slow-callback warning can name it).
+    #[inline]
+    pub(crate) fn run(&self, py: Python<'_>, keep: bool) -> PyResult<()> {
+        let keep = keep || self.persistent;
+        let cb = {
+            let mut slot = self.callback.lock();
+            if keep {
+                slot.as_ref().map(|c| c.clone_ref(py))
+            } else {
+                slot.take()
+            }
+        };
+        let Some(cb) = cb else {
+            return Ok(()); // cancelled after it was queued
+        };
+        let res = call_in_context(py, &self.context, &cb.func, &cb.args);
+        if res.is_err() && !keep && !self.is_cancelled() {
+            *self.callback.lock() = Some(cb);
+        } else {
+            cb.dispose(py);
+        }
+        res
+    }
+
+    fn callback_ref(&self, py: Python<'_>) -> Option<Callback> {
+        self.callback.lock().as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// Deadline of a timer handle (None for a plain handle).
+    #[inline]
+    pub(crate) fn when(&self) -> Option<f64> {
+        self.timer.as_ref().map(|t| t.when)
+    }
+
+    /// Called by the heap when a timer leaves it (run or reclaimed).
+    #[inline]
+    pub(crate) fn unschedule(&self) {
+        if let Some(t) = &self.timer {
+            // Relaxed: see `cancel`.
+            t.scheduled.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An owned reference to a `Handle` or `TimerHandle` object.
+///
+/// Invariant: the pointee is an object created by [`new_handle`], so it is a
+/// `pytype::HandleObject` and [`HandleRef::core`] may read its state.
+pub(crate) struct HandleRef(Py<PyAny>);
+
+impl HandleRef {
+    #[inline]
+    pub(crate) fn core(&self) -> &HandleCore {
+        // SAFETY: by the type invariant the object is a HandleObject, which
+        // stays alive (and its core initialised) while we hold a reference.
+        unsafe { pytype::core_of(self.0.as_ptr()) }
+    }
+
+    #[inline]
+    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Self {
+        HandleRef(self.0.clone_ref(py))
+    }
+
+    #[inline]
+    pub(crate) fn bind<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.0.bind(py)
+    }
+
+    #[inline]
+    pub(crate) fn as_py(&self) -> &Py<PyAny> {
+        &self.0
+    }
+
+    #[inline]
+    pub(crate) fn into_py(self) -> Py<PyAny> {
+        self.0
+    }
+
+    /// Drops the reference with the GIL known held (skips PyO3's
+    /// thread-local check).
+    #[inline]
+    pub(crate) fn release_ref(self, py: Python<'_>) {
+        drop(self.0.into_bound(py));
+    }
+}
+
+/// Creates a `Handle` (or, if `core` has a timer part, a `TimerHandle`).
+#[inline]
+pub(crate) fn new_handle(py: Python<'_>, core: HandleCore) -> PyResult<HandleRef> {
+    pytype::new_object(py, core).map(HandleRef)
+}
