@@ -25,6 +25,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.mark.parametrize("module", runner.MODULES)
 def test_cpython_module(module):
     res = runner.run_module(module, "ferrio", timeout=60.0)
+    if res.get("missing"):
+        pytest.skip(f"{module} does not exist in this Python's test package")
     res["summary"] = runner.summarize(res, runner.load_expected())
     RESULTS.append(res)
     s = res["summary"]

@@ -27,6 +27,7 @@ def test_create_task_name_and_result(loop):
     assert loop.run_until_complete(main()) == "r"
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task(context=) is 3.11+")
 def test_create_task_context(loop):
     var = contextvars.ContextVar("v", default="outer")
     ctx = contextvars.copy_context()
@@ -59,14 +60,19 @@ def test_task_factory_legacy_contract(loop):
     async def coro():
         return 1
 
+    with_context = sys.version_info >= (3, 11)
+
     async def main():
         await loop.create_task(coro())
-        await loop.create_task(coro(), context=contextvars.copy_context())
+        if with_context:
+            await loop.create_task(coro(), context=contextvars.copy_context())
 
     loop.run_until_complete(main())
     kwargs = [c[1] for c in calls[1:]]  # calls[0] is run_until_complete's task
     assert all(c[0] is loop for c in calls)
-    if sys.version_info >= (3, 14):
+    if not with_context:
+        assert kwargs == [{}]
+    elif sys.version_info >= (3, 14):
         assert "context" in kwargs[1]
     else:
         assert kwargs[0] == {}

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from conftest import scheduled_timers
+from conftest import is_ferrio, scheduled_timers
 
 
 def test_call_later_order(loop):
@@ -99,9 +99,14 @@ def test_huge_delay_never_fires_and_does_not_block(loop, delay):
 
 
 def test_none_delay_type_error(loop):
-    with pytest.raises(TypeError, match="delay must not be None"):
+    # 3.11+ says why; 3.10 fails on the arithmetic (still a TypeError).
+    msg = sys.version_info >= (3, 11)
+    with pytest.raises(TypeError, match="delay must not be None" if msg else None):
         loop.call_later(None, print)
-    with pytest.raises(TypeError, match="when cannot be None"):
+    # asyncio 3.10's call_at(None) trips an assert inside TimerHandle;
+    # ferrio raises 3.11's TypeError on every version.
+    exc = TypeError if msg or is_ferrio(loop) else AssertionError
+    with pytest.raises(exc, match="when cannot be None" if msg else None):
         loop.call_at(None, print)
 
 
