@@ -23,8 +23,12 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple};
-use pyo3::PyTypeInfo;
+use pyo3::{Borrowed, PyTypeInfo};
+
+/// The interned keyword name `context`.
+static CONTEXT_NAME: PyOnceLock<Py<PyString>> = PyOnceLock::new();
 
 use super::Loop;
 
@@ -68,8 +72,9 @@ unsafe fn dispatch(
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<Py<PyAny>> {
-    // SAFETY: caller contract (valid borrowed `slf`, GIL held).
-    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    // SAFETY: caller contract (valid borrowed `slf`, GIL held). Borrowed
+    // views cost no reference counting.
+    let slf = unsafe { Borrowed::from_ptr(py, slf) };
     let lp = slf.cast::<Loop>().map_err(PyErr::from)?;
     // SAFETY: nargsf comes from the vectorcall protocol.
     let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) } as usize;
@@ -89,28 +94,34 @@ unsafe fn dispatch(
             kind.name()
         )));
     }
-    // SAFETY: index < nargs; borrowed references valid for the call.
-    let arg = |i: usize| unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) };
+    // SAFETY: index < nargs + len(kwnames); borrowed references valid for
+    // the duration of the call.
+    let arg = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
 
-    let mut context: Option<Bound<'_, PyAny>> = None;
+    let mut context: Option<Borrowed<'_, '_, PyAny>> = None;
     if !kwnames.is_null() {
         // SAFETY: kwnames is a tuple of str per the vectorcall protocol.
-        let names = unsafe { Bound::from_borrowed_ptr(py, kwnames) };
+        let names = unsafe { Borrowed::from_ptr(py, kwnames) };
         let names = names.cast::<PyTuple>().map_err(PyErr::from)?;
+        let interned = CONTEXT_NAME.get_or_init(py, || PyString::intern(py, "context").unbind());
         for (i, name) in names.iter().enumerate() {
-            let name = name.cast_into::<PyString>().map_err(PyErr::from)?;
-            if name.to_str()? == "context" {
+            // Callers (the C Task, keyword calls from Python) pass the
+            // interned string: compare pointers first, text second.
+            let is_context = name.as_ptr() == interned.as_ptr()
+                || name.cast::<PyString>().map_err(PyErr::from)?.to_str()? == "context";
+            if is_context {
                 context = Some(arg(nargs + i));
             } else {
                 return Err(PyTypeError::new_err(format!(
                     "{}() got an unexpected keyword argument '{}'",
                     kind.name(),
-                    name.to_str()?
+                    name.str()?
                 )));
             }
         }
     }
     let context = context.filter(|c| !c.is_none());
+    let context = context.as_deref();
 
     let callback = arg(n_fixed);
     let cb_args = if nargs > n_fixed + 1 {
@@ -120,9 +131,7 @@ unsafe fn dispatch(
         PyTuple::new(
             py,
             // SAFETY: each entry is a valid borrowed reference.
-            slice
-                .iter()
-                .map(|p| unsafe { Bound::from_borrowed_ptr(py, *p) }),
+            slice.iter().map(|p| unsafe { Borrowed::from_ptr(py, *p) }),
         )?
     } else {
         crate::pyhelpers::empty_tuple(py)
@@ -130,16 +139,16 @@ unsafe fn dispatch(
     let this = lp.get();
     let out = match kind {
         Kind::Soon => this
-            .call_soon_impl(py, &callback, &cb_args, context.as_ref(), false)?
+            .call_soon_impl(py, &callback, &cb_args, context, false)?
             .into_py(),
         Kind::SoonThreadsafe => this
-            .call_soon_impl(py, &callback, &cb_args, context.as_ref(), true)?
+            .call_soon_impl(py, &callback, &cb_args, context, true)?
             .into_py(),
         Kind::Later => this
-            .call_later_impl(py, Some(&arg(0)), &callback, &cb_args, context.as_ref())?
+            .call_later_impl(py, Some(&arg(0)), &callback, &cb_args, context)?
             .into_py(),
         Kind::At => this
-            .call_at_impl(py, Some(&arg(0)), &callback, &cb_args, context.as_ref())?
+            .call_at_impl(py, Some(&arg(0)), &callback, &cb_args, context)?
             .into_py(),
     };
     Ok(out)

@@ -10,6 +10,9 @@
 //!    FIFO order. What they schedule runs in the next pass (generations), and
 //!    `stop()` lets the pass finish.
 //!
+//! A busy loop takes the pass's callbacks before polling (one lock); a
+//! callback another thread adds during that poll runs in the next pass.
+//!
 //! Poll skipping: when callbacks are already ready the poll would use a zero
 //! timeout; it is skipped if the previous poll was less than
 //! [`POLL_SKIP_WINDOW`] ago. I/O readiness and cross-thread wakeups are
@@ -63,12 +66,21 @@ pub(crate) struct Scratch {
 pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult<()> {
     let py = slf.py();
     let lp = slf.get();
+    debug_assert!(scratch.batch.is_empty() && scratch.fired.is_empty());
 
-    // 1-2. Timeout: 0 when callbacks are ready or the loop is stopping; else
-    // until the earliest timer (reclaiming cancelled ones first), else forever.
-    let busy = lp.is_stopping() || !lp.ready.lock().is_empty();
+    // 1-2. A busy loop (callbacks ready, or stopping) takes this pass's
+    // callbacks now, in the same lock, and polls with a zero timeout. An idle
+    // one reclaims cancelled timers and sleeps until the earliest timer.
+    let busy = {
+        let mut ready = lp.ready.lock();
+        if !ready.is_empty() || lp.is_stopping() {
+            std::mem::swap(&mut *ready, &mut scratch.batch);
+            true
+        } else {
+            false
+        }
+    };
     let mut timeout = 0;
-    let mut reclaimed_before_poll = false;
     if !busy {
         let (reclaimed, next_deadline) = {
             let mut timers = lp.timers.lock();
@@ -76,7 +88,6 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
             (r, timers.next_deadline())
         };
         drop(reclaimed); // decref outside the lock: __del__ may run
-        reclaimed_before_poll = true;
         timeout = match next_deadline {
             None => -1,
             Some(when) => timeout_ms(when - clock::now()),
@@ -97,7 +108,10 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
         lp.reactor.waker.awake();
         now = clock::now();
         lp.set_last_poll(now);
-        res?;
+        if let Err(e) = res {
+            requeue(lp, scratch);
+            return Err(e);
+        }
     }
 
     // 4. Due timers (and, on a busy loop, reclaim cancelled ones now).
@@ -106,31 +120,40 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
         if timers.is_empty() {
             Vec::new()
         } else {
-            let r = if reclaimed_before_poll {
-                Vec::new()
-            } else {
-                timers.reclaim()
-            };
+            let r = if busy { timers.reclaim() } else { Vec::new() };
             timers.pop_due(now + lp.clock_resolution, &mut scratch.fired);
             r
         }
     };
     drop(reclaimed);
 
-    // 5. Run this generation: swap the ready queue with the (empty) batch.
-    {
+    // 5. This generation: what was ready, then I/O, then timers (asyncio's
+    // order). An idle loop picks up what arrived while it slept.
+    if busy {
+        scratch.batch.extend(scratch.fired.drain(..));
+    } else {
         let mut ready = lp.ready.lock();
         ready.extend(scratch.fired.drain(..));
         std::mem::swap(&mut *ready, &mut scratch.batch);
     }
     let result = run_batch(slf, &mut scratch.batch);
-    if result.is_err() && !scratch.batch.is_empty() {
-        let mut ready = lp.ready.lock();
-        while let Some(h) = scratch.batch.pop_back() {
-            ready.push_front(h);
-        }
+    if result.is_err() {
+        requeue(lp, scratch);
     }
     result
+}
+
+/// Puts callbacks that did not run back at the front of the ready queue
+/// (a BaseException escaped, or polling failed).
+fn requeue(lp: &Loop, scratch: &mut Scratch) {
+    scratch.batch.extend(scratch.fired.drain(..));
+    if scratch.batch.is_empty() {
+        return;
+    }
+    let mut ready = lp.ready.lock();
+    while let Some(h) = scratch.batch.pop_back() {
+        ready.push_front(h);
+    }
 }
 
 fn run_batch(slf: &Bound<'_, Loop>, batch: &mut VecDeque<HandleRef>) -> PyResult<()> {
