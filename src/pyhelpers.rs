@@ -70,16 +70,37 @@ pub fn empty_tuple(py: Python<'_>) -> Bound<'_, PyTuple> {
         .clone()
 }
 
-/// `contextvars.copy_context()`.
+/// A new empty `contextvars.Context`.
 #[inline]
-pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+pub fn new_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: GIL held; PyContext_New returns a new reference or NULL with an
+    // exception set.
+    unsafe {
+        let ctx = ffi::PyContext_New();
+        if ctx.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Bound::from_owned_ptr(py, ctx).unbind())
+    }
+}
+
+/// A copy of the current context for a new handle. With `lazy_if_empty`,
+/// `None` when that copy is empty: the handle then makes an empty context on
+/// first use (see handles/mod.rs) and the copy goes straight back to
+/// CPython's context freelist.
+#[inline]
+pub fn copy_context_for_handle(py: Python<'_>, lazy_if_empty: bool) -> PyResult<Option<Py<PyAny>>> {
     // SAFETY: GIL held; PyContext_CopyCurrent returns a new reference or NULL
-    // with an exception set.
+    // with an exception set; PyObject_Length on a Context cannot fail.
     unsafe {
         let ctx = ffi::PyContext_CopyCurrent();
         if ctx.is_null() {
             return Err(PyErr::fetch(py));
         }
-        Ok(Bound::from_owned_ptr(py, ctx).unbind())
+        let ctx = Bound::from_owned_ptr(py, ctx);
+        if lazy_if_empty && ffi::PyObject_Length(ctx.as_ptr()) == 0 {
+            return Ok(None);
+        }
+        Ok(Some(ctx.unbind()))
     }
 }

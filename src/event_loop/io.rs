@@ -63,7 +63,7 @@ pub(super) fn add(
 ) -> PyResult<HandleRef> {
     lp.check_closed()?;
     let py = callback.py();
-    let ctx = pyhelpers::copy_context(py)?;
+    let ctx = pyhelpers::copy_context_for_handle(py, false)?;
     let tb = if lp.is_debug() {
         Some(pyhelpers::extract_stack(py)?)
     } else {

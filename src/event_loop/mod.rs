@@ -44,6 +44,8 @@ use crate::timers::TimerHeap;
 #[pyclass(module = "ferrio._ferrio", name = "Loop", subclass, frozen)]
 pub struct Loop {
     ready: Mutex<VecDeque<HandleRef>>,
+    /// Approximate length of `ready` (see `LAZY_CONTEXT_FROM`).
+    ready_hint: AtomicUsize,
     timers: Mutex<TimerHeap>,
     /// The heap's cancelled-timer counter, shared with every timer handle.
     timer_cancel_counter: Arc<AtomicUsize>,
@@ -74,6 +76,11 @@ impl Loop {
     #[inline]
     pub(crate) fn is_debug(&self) -> bool {
         self.debug.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn reset_ready_hint(&self) {
+        self.ready_hint.store(0, Ordering::Relaxed);
     }
 
     #[inline]
@@ -119,6 +126,8 @@ impl Loop {
     }
 
     /// Builds a one-shot handle, capturing the current context if none given.
+    /// `lazy_context`: represent an empty captured context lazily (timers,
+    /// and call_soon bursts; see handles/mod.rs).
     #[inline]
     fn make_handle(
         &self,
@@ -127,10 +136,11 @@ impl Loop {
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
         debug: bool,
+        lazy_context: bool,
     ) -> PyResult<HandleCore> {
         let ctx = match context {
-            Some(c) => c.clone().unbind(),
-            None => pyhelpers::copy_context(py)?,
+            Some(c) => Some(c.clone().unbind()),
+            None => pyhelpers::copy_context_for_handle(py, lazy_context)?,
         };
         let tb = if debug {
             Some(pyhelpers::extract_stack(py)?)
@@ -148,6 +158,17 @@ impl Loop {
 
     fn push_ready(&self, h: HandleRef) {
         self.ready.lock().push_back(h);
+        // Relaxed load+store, not an atomic add: only a hint, exact under the
+        // GIL, merely approximate if threads race.
+        let n = self.ready_hint.load(Ordering::Relaxed);
+        self.ready_hint
+            .store(n.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Whether a new ready handle should capture an empty context lazily.
+    #[inline]
+    fn lazy_ready_context(&self) -> bool {
+        self.ready_hint.load(Ordering::Relaxed) >= LAZY_CONTEXT_FROM
     }
 
     /// `call_soon` / `call_soon_threadsafe` (entry points in fastcall.rs).
@@ -170,7 +191,11 @@ impl Loop {
                 pyhelpers::check_callback(callback, "call_soon")?;
             }
         }
-        let h = handles::new_handle(py, self.make_handle(py, callback, args, context, debug)?)?;
+        let lazy = self.lazy_ready_context();
+        let h = handles::new_handle(
+            py,
+            self.make_handle(py, callback, args, context, debug, lazy)?,
+        )?;
         self.push_ready(h.clone_ref(py));
         if threadsafe {
             self.reactor.waker.wake_if_sleeping();
@@ -220,13 +245,18 @@ impl Loop {
             self.check_thread()?;
             pyhelpers::check_callback(callback, method)?;
         }
-        let base = self.make_handle(py, callback, args, context, debug)?;
+        let base = self.make_handle(py, callback, args, context, debug, true)?;
         let counter = self.timer_cancel_counter.clone();
         let th = handles::new_handle(py, base.with_timer(when, counter))?;
         self.timers.lock().push(when, th.clone_ref(py));
         Ok(th)
     }
 }
+
+/// From this many pending ready callbacks on, a new callback whose captured
+/// context is empty stores it lazily: a burst then holds no GC-tracked
+/// contexts. Below it, keeping the (already made) copy is cheaper.
+const LAZY_CONTEXT_FROM: usize = 64;
 
 /// Reads a delay or deadline as a float, as `loop.time() + delay` would.
 fn extract_time(obj: Option<&Bound<'_, PyAny>>, none_msg: &str) -> PyResult<f64> {
@@ -244,6 +274,7 @@ impl Loop {
         let timers = TimerHeap::new();
         Ok(Loop {
             ready: Mutex::new(VecDeque::new()),
+            ready_hint: AtomicUsize::new(0),
             timer_cancel_counter: timers.cancel_counter(),
             timers: Mutex::new(timers),
             reactor: Reactor::new()?,

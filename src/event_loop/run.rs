@@ -75,6 +75,7 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
         let mut ready = lp.ready.lock();
         if !ready.is_empty() || lp.is_stopping() {
             std::mem::swap(&mut *ready, &mut scratch.batch);
+            lp.reset_ready_hint();
             true
         } else {
             false
@@ -118,23 +119,28 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
     let reclaimed = {
         let mut timers = lp.timers.lock();
         if timers.is_empty() {
-            Vec::new()
+            None
         } else {
-            let r = if busy { timers.reclaim() } else { Vec::new() };
+            let r = if busy { Some(timers.reclaim()) } else { None };
             timers.pop_due(now + lp.clock_resolution, &mut scratch.fired);
             r
         }
     };
-    drop(reclaimed);
+    drop(reclaimed); // decref outside the lock: __del__ may run
 
     // 5. This generation: what was ready, then I/O, then timers (asyncio's
     // order). An idle loop picks up what arrived while it slept.
     if busy {
-        scratch.batch.extend(scratch.fired.drain(..));
+        if !scratch.fired.is_empty() {
+            scratch.batch.extend(scratch.fired.drain(..));
+        }
     } else {
         let mut ready = lp.ready.lock();
-        ready.extend(scratch.fired.drain(..));
+        if !scratch.fired.is_empty() {
+            ready.extend(scratch.fired.drain(..));
+        }
         std::mem::swap(&mut *ready, &mut scratch.batch);
+        lp.reset_ready_hint();
     }
     let result = run_batch(slf, &mut scratch.batch);
     if result.is_err() {

@@ -20,6 +20,14 @@
 //! loop references it: running, `cancel()` and `loop.close()` all release
 //! the callback, which breaks any cycle through it.
 //!
+//! Contexts: a handle scheduled without `context=` must run in a copy of
+//! the caller's context (asyncio). When that copy is empty (no contextvars
+//! set, the common case) it is dropped at once and the handle makes a fresh
+//! empty context only when it runs or `get_context()` is called, which is
+//! indistinguishable from a copy of an empty context. Pending handles then
+//! hold no GC-tracked context, so bursts of pending callbacks (a producer
+//! thread, 1M `call_soon`) do not make every collection walk them.
+//!
 //! Invariants:
 //! - `cancelled` only goes false → true. `cancel()` drops the callback and
 //!   its arguments at once (as asyncio does).
@@ -31,13 +39,14 @@
 
 mod pytype;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use pyo3::Borrowed;
 
 pub(crate) use pytype::register;
 
@@ -68,7 +77,7 @@ impl Callback {
 #[inline]
 pub(crate) fn call_in_context(
     py: Python<'_>,
-    ctx: &Py<PyAny>,
+    ctx: &Bound<'_, PyAny>,
     func: &Py<PyAny>,
     args: &Py<PyTuple>,
 ) -> PyResult<()> {
@@ -99,6 +108,82 @@ pub(crate) fn call_in_context(
     Ok(())
 }
 
+/// A set-once reference to a Python object (a handle's context).
+///
+/// `std::sync::OnceLock` costs ~80 instructions to initialise through its
+/// `Once`; this is one store at creation and one compare-exchange when set
+/// later. The object is owned (one reference) once set; `dispose` releases
+/// it. Orderings: Release on publication pairs with Acquire on read, so a
+/// reader on another thread sees a fully initialised object.
+struct LazyObject(AtomicPtr<ffi::PyObject>);
+
+impl LazyObject {
+    fn new(obj: Option<Py<PyAny>>) -> Self {
+        LazyObject(AtomicPtr::new(
+            obj.map_or(std::ptr::null_mut(), |o| o.into_ptr()),
+        ))
+    }
+
+    /// The object, borrowed for as long as `self` lives.
+    #[inline]
+    fn get<'a>(&'a self, py: Python<'a>) -> Option<Borrowed<'a, 'a, PyAny>> {
+        let p = self.0.load(Ordering::Acquire);
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: a non-null pointer is an owned reference we hold until
+            // `dispose`, which needs `self` by value.
+            Some(unsafe { Borrowed::from_ptr(py, p) })
+        }
+    }
+
+    /// Sets the object unless already set; returns the one in place.
+    fn get_or_set<'a>(&'a self, py: Python<'a>, obj: Py<PyAny>) -> Borrowed<'a, 'a, PyAny> {
+        let new = obj.into_ptr();
+        match self.0.compare_exchange(
+            std::ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: we just published `new`, an owned reference.
+            Ok(_) => unsafe { Borrowed::from_ptr(py, new) },
+            Err(existing) => {
+                // SAFETY: `new` is our owned reference (decref it now, GIL
+                // held); `existing` is the owned reference in place.
+                unsafe {
+                    ffi::Py_DECREF(new);
+                    Borrowed::from_ptr(py, existing)
+                }
+            }
+        }
+    }
+
+    /// Releases the object now, with the GIL known held.
+    fn dispose(self, py: Python<'_>) {
+        let p = self.0.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !p.is_null() {
+            // SAFETY: the owned reference we held; GIL held.
+            drop(unsafe { Bound::from_owned_ptr(py, p) });
+        }
+    }
+}
+
+impl Drop for LazyObject {
+    /// Only reached on error paths (a core dropped before it was placed in
+    /// a Python object); normal teardown goes through `dispose`, which
+    /// leaves nothing to release here.
+    fn drop(&mut self) {
+        let p = self.0.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !p.is_null() {
+            Python::attach(|py| {
+                // SAFETY: the owned reference we held; attached to Python.
+                drop(unsafe { Bound::from_owned_ptr(py, p) });
+            });
+        }
+    }
+}
+
 /// The timer part of a `TimerHandle`.
 pub(crate) struct TimerPart {
     when: f64,
@@ -111,7 +196,8 @@ pub(crate) struct TimerPart {
 /// Everything a handle knows; lives inside the Python object.
 pub(crate) struct HandleCore {
     callback: Mutex<Option<Callback>>,
-    context: Py<PyAny>,
+    /// Unset: an empty context, made on first use (see module doc).
+    context: LazyObject,
     cancelled: AtomicBool,
     /// Reader/writer handles run many times and keep their callback.
     persistent: bool,
@@ -124,13 +210,13 @@ impl HandleCore {
     pub(crate) fn new(
         func: Py<PyAny>,
         args: Py<PyTuple>,
-        context: Py<PyAny>,
+        context: Option<Py<PyAny>>,
         persistent: bool,
         source_traceback: Option<Py<PyAny>>,
     ) -> Self {
         HandleCore {
             callback: Mutex::new(Some(Callback { func, args })),
-            context,
+            context: LazyObject::new(context),
             cancelled: AtomicBool::new(false),
             persistent,
             source_traceback,
@@ -198,7 +284,7 @@ impl HandleCore {
         if let Some(cb) = callback.into_inner() {
             cb.dispose(py);
         }
-        drop(context.into_bound(py));
+        context.dispose(py);
         if let Some(tb) = source_traceback {
             drop(tb.into_bound(py));
         }
@@ -222,13 +308,28 @@ impl HandleCore {
         let Some(cb) = cb else {
             return Ok(()); // cancelled after it was queued
         };
-        let res = call_in_context(py, &self.context, &cb.func, &cb.args);
+        let res = match self.context(py) {
+            Ok(ctx) => call_in_context(py, &ctx, &cb.func, &cb.args),
+            Err(e) => Err(e),
+        };
         if res.is_err() && !keep && !self.is_cancelled() {
             *self.callback.lock() = Some(cb);
         } else {
             cb.dispose(py);
         }
         res
+    }
+
+    /// The context the callback runs in, making the empty one if unset.
+    #[inline]
+    pub(crate) fn context<'a>(&'a self, py: Python<'a>) -> PyResult<Borrowed<'a, 'a, PyAny>> {
+        if let Some(c) = self.context.get(py) {
+            return Ok(c);
+        }
+        // A racing initialiser (another thread calling get_context) wins.
+        Ok(self
+            .context
+            .get_or_set(py, crate::pyhelpers::new_context(py)?))
     }
 
     fn callback_ref(&self, py: Python<'_>) -> Option<Callback> {

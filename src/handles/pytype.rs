@@ -174,7 +174,7 @@ unsafe extern "C" fn m_get_context(
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: as above.
-    guard(|py| Ok(unsafe { core_of(slf) }.context.clone_ref(py).into_ptr()))
+    guard(|py| Ok(unsafe { core_of(slf) }.context(py)?.to_owned().into_ptr()))
 }
 
 unsafe extern "C" fn m_when(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
