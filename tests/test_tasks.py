@@ -146,3 +146,50 @@ def test_current_and_all_tasks(loop):
         return me.get_loop() is loop
 
     assert loop.run_until_complete(main())
+
+
+def test_debug_task_source_traceback_names_caller(loop):
+    loop.set_debug(True)
+
+    async def coro():
+        return 1
+
+    async def main():
+        t = loop.create_task(coro())
+        tb = t._source_traceback
+        await t
+        return tb
+
+    tb = loop.run_until_complete(main())
+    assert tb, "debug mode records where the task was created"
+    assert tb[-1][2] == "main", tb[-1]  # the caller's frame, not create_task's
+
+
+def test_create_task_closed_loop_and_bad_coro(loop):
+    with pytest.raises(TypeError):
+        loop.create_task(lambda: None)
+    loop.close()
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.create_task(coro)
+    coro.close()
+
+
+def test_task_factory_sees_name(loop):
+    seen = []
+
+    def factory(lp, coro, **kw):
+        t = asyncio.Task(coro, loop=lp, **kw)
+        seen.append(t)
+        return t
+
+    loop.set_task_factory(factory)
+
+    async def coro():
+        return 2
+
+    async def main():
+        return await loop.create_task(coro(), name="named")
+
+    assert loop.run_until_complete(main()) == 2
+    assert seen[-1].get_name() == "named"

@@ -37,7 +37,6 @@ class Loop(_ferrio.Loop, asyncio.AbstractEventLoop):
         self._default_executor = None
         self._internal_fds = 0
         self._exception_handler = None
-        self._task_factory = None
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._asyncgens = weakref.WeakSet()
@@ -176,7 +175,6 @@ _BORROWED = {
         "_check_running",
         "run_until_complete",
         "create_future",
-        "create_task",
         "set_task_factory",
         "get_task_factory",
         "shutdown_asyncgens",

@@ -5,6 +5,7 @@
 //!   bodies that grow go to sibling files).
 //! - `run.rs`: one iteration (`_run_once`) and the run-forever loop.
 //! - `io.rs`: `add_reader`/`add_writer` and fd-object conversion.
+//! - `tasks.rs`: the native `create_task` fast path.
 //! - `fastcall.rs`: raw vectorcall entry points of `call_soon`,
 //!   `call_soon_threadsafe`, `call_later`, `call_at` (installed on the type
 //!   at module init; their bodies are the `*_impl` methods here).
@@ -21,6 +22,7 @@
 mod fastcall;
 mod io;
 mod run;
+mod tasks;
 
 pub(crate) use fastcall::install as install_fastcall_methods;
 
@@ -61,6 +63,8 @@ pub struct Loop {
     slow_callback: AtomicU64,
     current_handle: Mutex<Option<Py<PyAny>>>,
     clock_resolution: f64,
+    /// `loop._task_factory` (set by asyncio's `set_task_factory`).
+    task_factory: Mutex<Option<Py<PyAny>>>,
 }
 
 // Orderings: the flags below are read and written under the GIL (or, on a
@@ -286,6 +290,7 @@ impl Loop {
             slow_callback: AtomicU64::new(0.1f64.to_bits()),
             current_handle: Mutex::new(None),
             clock_resolution: clock::resolution(),
+            task_factory: Mutex::new(None),
         })
     }
 
@@ -362,6 +367,33 @@ impl Loop {
     #[getter(_current_handle)]
     fn get_current_handle(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.current_handle.lock().as_ref().map(|h| h.clone_ref(py))
+    }
+
+    #[getter(_task_factory)]
+    fn get_task_factory_attr(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.task_factory.lock().as_ref().map(|f| f.clone_ref(py))
+    }
+
+    #[setter(_task_factory)]
+    fn set_task_factory_attr(&self, value: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut *self.task_factory.lock(), value);
+        drop(old);
+    }
+
+    /// `loop.create_task(coro, *, name=None, context=None)`. Without a task
+    /// factory this is asyncio's first branch done natively:
+    /// `asyncio.tasks.Task(coro, loop=self, name=name, context=context)`
+    /// (the stdlib C Task, looked up at call time as asyncio does). With a
+    /// factory, asyncio's own `create_task` runs, so each Python version's
+    /// factory call contract holds.
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task(
+        slf: &Bound<'_, Self>,
+        coro: &Bound<'_, PyAny>,
+        name: Option<&Bound<'_, PyAny>>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        tasks::create_task(slf, coro, name, context)
     }
 
     #[getter(_clock_resolution)]
