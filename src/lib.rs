@@ -6,8 +6,10 @@
 //! - `timers`: the timer heap.
 //! - `reactor/`: epoll and the cross-thread waker.
 //! - `clock`: the monotonic clock.
+//! - `boundary`: the panic/exception guard for raw CPython entry points.
 //! - `pyhelpers`: cached calls into `ferrio._helpers` for cold paths.
 
+mod boundary;
 mod clock;
 mod event_loop;
 mod handles;

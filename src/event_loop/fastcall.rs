@@ -11,17 +11,13 @@
 //! tuple built only when there are any), and the one keyword `context`.
 //!
 //! Errors follow asyncio: a missing callback or delay, or an unknown keyword,
-//! is a `TypeError`. A Rust panic never crosses into Python: it is caught
-//! here and raised as `pyo3_runtime.PanicException`.
+//! is a `TypeError`. A Rust panic never crosses into Python (boundary.rs).
 
 use std::ffi::c_char;
 use std::os::raw::c_int;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple};
@@ -154,7 +150,7 @@ unsafe fn dispatch(
     Ok(out)
 }
 
-/// Runs `dispatch`, turning errors and panics into a raised Python error.
+/// Runs `dispatch` behind the panic/exception boundary.
 ///
 /// # Safety
 /// As for [`dispatch`].
@@ -166,28 +162,10 @@ unsafe fn entry(
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls method implementations with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: forwarded caller contract.
-    let res = catch_unwind(AssertUnwindSafe(|| unsafe {
-        dispatch(py, kind, slf, args, nargsf, kwnames)
-    }));
-    match res {
-        Ok(Ok(obj)) => obj.into_ptr(),
-        Ok(Err(err)) => {
-            err.restore(py);
-            ptr::null_mut()
-        }
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic in ferrio".to_string());
-            PanicException::new_err(msg).restore(py);
-            ptr::null_mut()
-        }
-    }
+    // SAFETY: forwarded caller contract (CPython calls methods with the GIL).
+    crate::boundary::guard(|py| {
+        unsafe { dispatch(py, kind, slf, args, nargsf, kwnames) }.map(Py::into_ptr)
+    })
 }
 
 macro_rules! fastcall_fn {

@@ -13,12 +13,10 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::mem::{offset_of, size_of};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use pyo3::exceptions::{PyMemoryError, PyTypeError};
 use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyType};
@@ -92,30 +90,7 @@ unsafe extern "C" fn handle_dealloc(obj: *mut ffi::PyObject) {
     }
 }
 
-/// Runs `f` with the GIL, converting errors and panics into a raised Python
-/// exception (returning NULL).
-#[inline]
-fn guard(f: impl FnOnce(Python<'_>) -> PyResult<*mut ffi::PyObject>) -> *mut ffi::PyObject {
-    // SAFETY: only called from slot functions, which CPython calls with the
-    // GIL held.
-    let py = unsafe { Python::assume_attached() };
-    match catch_unwind(AssertUnwindSafe(|| f(py))) {
-        Ok(Ok(obj)) => obj,
-        Ok(Err(e)) => {
-            e.restore(py);
-            ptr::null_mut()
-        }
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic in ferrio".to_string());
-            PanicException::new_err(msg).restore(py);
-            ptr::null_mut()
-        }
-    }
-}
+use crate::boundary::guard;
 
 fn none(py: Python<'_>) -> *mut ffi::PyObject {
     py.None().into_ptr()
@@ -359,41 +334,33 @@ const GETSET_END: ffi::PyGetSetDef = ffi::PyGetSetDef {
     closure: ptr::null_mut(),
 };
 
+const M_CANCEL: ffi::PyMethodDef = noargs!(
+    "cancel",
+    m_cancel,
+    "Cancel the callback; no-op if already cancelled or run."
+);
+const M_CANCELLED: ffi::PyMethodDef = noargs!(
+    "cancelled",
+    m_cancelled,
+    "Whether the handle was cancelled."
+);
+const M_GET_CONTEXT: ffi::PyMethodDef = noargs!(
+    "get_context",
+    m_get_context,
+    "The contextvars.Context the callback runs in."
+);
+
 static HANDLE_METHODS: Static<[ffi::PyMethodDef; 4]> = Static::new([
-    noargs!(
-        "cancel",
-        m_cancel,
-        "Cancel the callback; no-op if already cancelled or run."
-    ),
-    noargs!(
-        "cancelled",
-        m_cancelled,
-        "Whether the handle was cancelled."
-    ),
-    noargs!(
-        "get_context",
-        m_get_context,
-        "The contextvars.Context the callback runs in."
-    ),
+    M_CANCEL,
+    M_CANCELLED,
+    M_GET_CONTEXT,
     ffi::PyMethodDef::zeroed(),
 ]);
 
 static TIMER_METHODS: Static<[ffi::PyMethodDef; 5]> = Static::new([
-    noargs!(
-        "cancel",
-        m_cancel,
-        "Cancel the callback; no-op if already cancelled or run."
-    ),
-    noargs!(
-        "cancelled",
-        m_cancelled,
-        "Whether the handle was cancelled."
-    ),
-    noargs!(
-        "get_context",
-        m_get_context,
-        "The contextvars.Context the callback runs in."
-    ),
+    M_CANCEL,
+    M_CANCELLED,
+    M_GET_CONTEXT,
     noargs!(
         "when",
         m_when,
