@@ -94,12 +94,3 @@ def test_new_event_loop_returns_fresh_loops():
     finally:
         a.close()
         b.close()
-
-
-def test_network_apis_raise_not_implemented():
-    lp = ferrio.new_event_loop()
-    try:
-        with pytest.raises(NotImplementedError, match="not implemented yet"):
-            lp.run_until_complete(lp.create_connection(asyncio.Protocol, "127.0.0.1", 1))
-    finally:
-        lp.close()

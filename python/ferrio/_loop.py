@@ -11,13 +11,19 @@ watching, ``time()``) are methods of the Rust base class
   only needs state this loop provides, its function object is reused as is
   (``_BORROWED`` below), so behaviour, messages and per-version differences
   match the running Python exactly;
-* explicit ``NotImplementedError`` for the networking, pipe and subprocess
-  APIs, which are not implemented yet (see README "Status").
+* networking, pipes and subprocesses through asyncio's own selector-loop
+  code (its transports, servers and ``sock_*`` methods), running on ferrio's
+  native fd watching (``_add_reader``/``_add_writer``). This is an interim
+  layer: it makes programs that use streams, servers and clients run
+  unchanged, at asyncio's per-packet speed, until the native Rust transports
+  (issue #3) replace the hot paths.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import selectors
 import sys
 import threading
 import weakref
@@ -46,6 +52,13 @@ class Loop(_ferrio.Loop, asyncio.AbstractEventLoop):
         self._signal_handlers = {}
         self._ssock = None
         self._csock = None
+        # fd -> transport, read by asyncio's transports and
+        # _ensure_fd_no_transport (add_reader on a transport's fd raises).
+        self._transports = weakref.WeakValueDictionary()
+        # Unix server socket -> inode, for 3.13+'s cleanup_socket (read by the
+        # borrowed create_unix_server/_stop_serving; unused before 3.13).
+        self._unix_server_sockets = {}
+        self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
 
     # -- running ---------------------------------------------------------
@@ -98,6 +111,8 @@ class Loop(_ferrio.Loop, asyncio.AbstractEventLoop):
         if self._ssock is not None:
             self._close_self_pipe()
         self._close_native()
+        self._selector = None  # as asyncio's selector loop: transports' repr
+        # then reports "open"/"closed" instead of polling state.
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
@@ -118,51 +133,28 @@ class Loop(_ferrio.Loop, asyncio.AbstractEventLoop):
             self._ensure_self_pipe()
         return _unix_add_signal_handler(self, sig, callback, *args)
 
+    def _stop_serving(self, sock) -> None:
+        # 3.13's Unix loop: stop accepting, then remove the socket file of a
+        # Unix server created with cleanup_socket=True (its own version uses
+        # zero-argument super(), so it cannot be borrowed). Before 3.13
+        # _unix_server_sockets stays empty and this is the selector version.
+        path = sock.getsockname() if sock in self._unix_server_sockets else None
+        _selector_stop_serving(self, sock)
+        if path is not None:
+            prev_ino = self._unix_server_sockets.pop(sock)
+            try:
+                if os.stat(path).st_ino == prev_ino:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
+
     def _add_callback_signalsafe(self, handle) -> None:
         # ``handle`` is an asyncio.Handle made by the borrowed
         # add_signal_handler; its _run reports errors to our handler.
         if not handle._cancelled:
             self.call_soon_threadsafe(handle._run)
-
-    # -- not implemented yet ---------------------------------------------
-
-    def _not_implemented(name: str):  # noqa: N805 - helper used at class creation
-        def method(self, *args, **kwargs):
-            raise NotImplementedError(
-                f"ferrio.Loop.{name}() is not implemented yet: ferrio's networking, "
-                "pipes and subprocesses arrive in a later release. Use asyncio's "
-                "default loop for programs that need it (see README, 'Status')."
-            )
-
-        method.__name__ = name
-        method.__qualname__ = f"Loop.{name}"
-        return method
-
-    for _name in (
-        "create_connection",
-        "create_server",
-        "create_unix_connection",
-        "create_unix_server",
-        "create_datagram_endpoint",
-        "connect_accepted_socket",
-        "start_tls",
-        "sendfile",
-        "sock_recv",
-        "sock_recv_into",
-        "sock_recvfrom",
-        "sock_recvfrom_into",
-        "sock_sendall",
-        "sock_sendto",
-        "sock_connect",
-        "sock_accept",
-        "sock_sendfile",
-        "connect_read_pipe",
-        "connect_write_pipe",
-        "subprocess_exec",
-        "subprocess_shell",
-    ):
-        locals()[_name] = _not_implemented(_name)
-    del _name, _not_implemented
 
 
 # asyncio's own implementations, reused where they only touch state that
@@ -195,17 +187,79 @@ _BORROWED = {
         "set_debug",
         "_set_coroutine_origin_tracking",
         "_check_callback",
+        "create_connection",
+        "_create_connection_transport",
+        "_connect_sock",
+        "_ensure_resolved",
+        "_create_server_getaddrinfo",
+        "create_server",
+        "connect_accepted_socket",
+        "create_datagram_endpoint",
+        "start_tls",
+        "sendfile",
+        "_sendfile_native",
+        "_sendfile_fallback",
+        "_check_sendfile_params",
+        "sock_sendfile",
+        "_sock_sendfile_native",
+        "_sock_sendfile_fallback",
+        "connect_read_pipe",
+        "connect_write_pipe",
+        "subprocess_shell",
+        "subprocess_exec",
+        "_log_subprocess",
     ),
     selector_events.BaseSelectorEventLoop: (
         "_make_self_pipe",
         "_close_self_pipe",
         "_read_from_self",
+        # networking on ferrio's native fd watching (interim, see module doc)
+        "_make_socket_transport",
+        "_make_ssl_transport",
+        "_make_datagram_transport",
+        "_start_serving",
+        "_accept_connection",
+        "_accept_connection2",
+        "_ensure_fd_no_transport",
+        "add_reader",
+        "remove_reader",
+        "add_writer",
+        "remove_writer",
+        "sock_recv",
+        "_sock_read_done",
+        "_sock_recv",
+        "sock_recv_into",
+        "_sock_recv_into",
+        "sock_recvfrom",
+        "_sock_recvfrom",
+        "sock_recvfrom_into",
+        "_sock_recvfrom_into",
+        "sock_sendall",
+        "_sock_sendall",
+        "sock_sendto",
+        "_sock_sendto",
+        "sock_connect",
+        "_sock_connect",
+        "_sock_write_done",
+        "_sock_connect_cb",
+        "sock_accept",
+        "_sock_accept",
+        "_sendfile_native",
     ),
     unix_events._UnixSelectorEventLoop: (
         "_process_self_data",
         "_handle_signal",
         "remove_signal_handler",
         "_check_signal",
+        "create_unix_connection",
+        "create_unix_server",
+        "_make_read_pipe_transport",
+        "_make_write_pipe_transport",
+        "_make_subprocess_transport",
+        "_child_watcher_callback",
+        "_sock_sendfile_native",
+        "_sock_sendfile_native_impl",
+        "_sock_add_cancellation_callback",
     ),
 }
 
@@ -217,3 +271,20 @@ for _cls, _names in _BORROWED.items():
 del _cls, _names, _name, _fn
 
 _unix_add_signal_handler = unix_events._UnixSelectorEventLoop.add_signal_handler
+_selector_stop_serving = selector_events.BaseSelectorEventLoop._stop_serving
+
+
+class _SelectorView:
+    """The one `selectors` call asyncio's transports make on a loop:
+    ``loop._selector.get_key(fd)`` in their ``repr`` (polling or idle)."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop):
+        self._loop = weakref.proxy(loop)
+
+    def get_key(self, fd):
+        events = self._loop._fd_events(fd)
+        if events is None:
+            raise KeyError(fd)
+        return selectors.SelectorKey(fd, fd, events, None)

@@ -441,6 +441,12 @@ impl Loop {
         self.reactor.waker.wake();
     }
 
+    /// `selectors.EVENT_READ|EVENT_WRITE` mask of a watched fd, else None
+    /// (backs the `_selector.get_key` that asyncio's transport reprs use).
+    fn _fd_events(&self, fd: i32) -> Option<u32> {
+        self.reactor.events_of(fd)
+    }
+
     /// Number of callbacks waiting in the ready queue.
     fn _ready_len(&self) -> usize {
         self.ready.lock().len()

@@ -42,9 +42,15 @@ pub(super) fn create_task(
                 .getattr("create_task")?
                 .unbind())
         })?;
+        // Only what the caller gave: 3.10's create_task has no `context`
+        // (passing it raises TypeError there, as on asyncio's own loop).
         let kwargs = PyDict::new(py);
-        kwargs.set_item("name", name)?;
-        kwargs.set_item("context", context)?;
+        if let Some(n) = name {
+            kwargs.set_item("name", n)?;
+        }
+        if let Some(c) = context {
+            kwargs.set_item("context", c)?;
+        }
         return Ok(f.bind(py).call((slf, coro), Some(&kwargs))?.unbind());
     }
     lp.check_closed()?;
