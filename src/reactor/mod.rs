@@ -132,9 +132,10 @@ impl Reactor {
     /// Which sides of `fd` have a handle: bit 1 reader, bit 2 writer
     /// (`selectors.EVENT_READ`/`EVENT_WRITE`); None if `fd` is not watched.
     pub fn events_of(&self, fd: RawFd) -> Option<u32> {
-        self.fds.lock().get(&fd).map(|e| {
-            u32::from(e.reader.is_some()) | (u32::from(e.writer.is_some()) << 1)
-        })
+        self.fds
+            .lock()
+            .get(&fd)
+            .map(|e| u32::from(e.reader.is_some()) | (u32::from(e.writer.is_some()) << 1))
     }
 
     /// Polls once. `timeout_ms` < 0 blocks, 0 returns at once. The GIL is
