@@ -11,12 +11,15 @@ import pytest
 
 
 def test_tcp_streams_echo(loop):
+    handled = []
+
     async def handle(r, w):
         while data := await r.readline():
             w.write(data.upper())
             await w.drain()
         w.close()
         await w.wait_closed()
+        handled.append(True)
 
     async def main():
         srv = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -29,6 +32,8 @@ def test_tcp_streams_echo(loop):
             out.append(await r.readline())
         w.close()
         await w.wait_closed()
+        while not handled:  # the server side finishes on its own schedule
+            await asyncio.sleep(0.001)
         srv.close()
         await srv.wait_closed()
         return out
@@ -163,9 +168,12 @@ def test_connection_refused_error_type(loop):
 
 
 def test_add_reader_on_transport_fd_raises(loop):
+    handled = []
+
     async def handle(r, w):
         await r.read()  # until the client closes; 3.12+ wait_closed waits for us
         w.close()
+        handled.append(True)
 
     async def main():
         srv = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -176,6 +184,8 @@ def test_add_reader_on_transport_fd_raises(loop):
             loop.add_reader(fd, print)
         w.close()
         await w.wait_closed()
+        while not handled:
+            await asyncio.sleep(0.001)
         srv.close()
         await srv.wait_closed()
 

@@ -260,6 +260,7 @@ _BORROWED = {
         "_sock_sendfile_native",
         "_sock_sendfile_native_impl",
         "_sock_add_cancellation_callback",
+        "_sock_sendfile_update_filepos",
     ),
 }
 

@@ -15,9 +15,13 @@
 //!
 //! Poll skipping: when callbacks are already ready the poll would use a zero
 //! timeout; it is skipped if the previous poll was less than
-//! [`POLL_SKIP_WINDOW`] ago. I/O readiness and cross-thread wakeups are
-//! therefore seen at most that late while the loop is busy, and never later
-//! when it is idle. This saves one syscall per iteration on busy loops.
+//! [`POLL_SKIP_WINDOW`] ago *and found nothing*. A loop doing I/O therefore
+//! polls every iteration, as asyncio does (callbacks of fds that became ready
+//! together run in the same pass; CPython's test_sendfile checks this), while
+//! a loop only running callbacks saves a syscall per iteration and sees a new
+//! cross-thread wakeup or fd readiness at most that late. The first iteration
+//! of a run, and any iteration after a reader/writer was added or removed,
+//! always polls.
 //!
 //! If `KeyboardInterrupt` or `SystemExit` escapes a callback (or the
 //! exception handler), the callbacks of the pass that did not run yet are
@@ -61,6 +65,8 @@ pub(crate) struct Scratch {
     batch: VecDeque<HandleRef>,
     /// Handles made ready by I/O and timers this iteration.
     fired: Vec<HandleRef>,
+    /// The last poll reported ready fds: poll every iteration meanwhile.
+    io_active: bool,
 }
 
 pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult<()> {
@@ -104,8 +110,14 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
 
     // 3. Poll, or skip the poll on a busy loop that polled very recently.
     let mut now = clock::now();
-    if !(timeout == 0 && now - lp.last_poll() < POLL_SKIP_WINDOW) {
+    let may_skip = timeout == 0
+        && !scratch.io_active
+        && !lp.reactor.changed()
+        && now - lp.last_poll() < POLL_SKIP_WINDOW;
+    if !may_skip {
+        let before = scratch.fired.len();
         let res = lp.reactor.poll(py, timeout, &mut scratch.fired);
+        scratch.io_active = scratch.fired.len() > before;
         lp.reactor.waker.awake();
         now = clock::now();
         lp.set_last_poll(now);
@@ -206,6 +218,9 @@ fn run_debug(slf: &Bound<'_, Loop>, h: &HandleRef) -> PyResult<()> {
 /// Runs iterations until `stop()` is requested.
 pub(crate) fn run_forever(slf: &Bound<'_, Loop>) -> PyResult<()> {
     let mut scratch = Scratch::default();
+    // Never skip the first poll of a run (readiness that arrived while the
+    // loop was stopped must be seen in the first pass, as on asyncio).
+    slf.get().set_last_poll(f64::NEG_INFINITY);
     loop {
         run_once(slf, &mut scratch)?;
         if slf.get().is_stopping() {

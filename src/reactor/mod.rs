@@ -17,6 +17,7 @@ pub mod waker;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -60,6 +61,10 @@ pub struct Reactor {
     fds: Mutex<HashMap<RawFd, FdEntry>>,
     /// Event buffer; only the loop thread polls, the mutex is uncontended.
     events: Mutex<Vec<Event>>,
+    /// A reader or writer was added or removed since the last poll (the
+    /// loop then does not skip its next poll). Relaxed: set and read under
+    /// the GIL on the loop thread; a stale value only costs or saves one poll.
+    changed: AtomicBool,
 }
 
 impl Reactor {
@@ -72,12 +77,14 @@ impl Reactor {
             waker,
             fds: Mutex::new(HashMap::new()),
             events: Mutex::new(epoll::event_buffer(64)),
+            changed: AtomicBool::new(false),
         })
     }
 
     /// Installs `handle` as the reader or writer of `fd`, returning the
     /// handle it replaces (the caller cancels it).
     pub fn set(&self, fd: RawFd, side: Side, handle: HandleRef) -> io::Result<Option<HandleRef>> {
+        self.changed.store(true, Ordering::Relaxed);
         let mut fds = self.fds.lock();
         let existed = fds.contains_key(&fd);
         let entry = fds.entry(fd).or_default();
@@ -111,6 +118,7 @@ impl Reactor {
 
     /// Removes the reader or writer of `fd`, returning it if there was one.
     pub fn remove(&self, fd: RawFd, side: Side) -> Option<HandleRef> {
+        self.changed.store(true, Ordering::Relaxed);
         let mut fds = self.fds.lock();
         let entry = fds.get_mut(&fd)?;
         let old = match side {
@@ -141,7 +149,14 @@ impl Reactor {
     /// Polls once. `timeout_ms` < 0 blocks, 0 returns at once. The GIL is
     /// released only for a blocking poll. Fired reader/writer handles are
     /// appended to `out`; cancelled ones are unregistered, as asyncio does.
+    /// Whether registrations changed since the last poll.
+    #[inline]
+    pub fn changed(&self) -> bool {
+        self.changed.load(Ordering::Relaxed)
+    }
+
     pub fn poll(&self, py: Python<'_>, timeout_ms: i32, out: &mut Vec<HandleRef>) -> PyResult<()> {
+        self.changed.store(false, Ordering::Relaxed);
         let mut buf = self.events.lock();
         let epfd = self.epoll.raw();
         let res = if timeout_ms == 0 {

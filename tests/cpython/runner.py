@@ -57,6 +57,13 @@ MODULES = [
     "test_futures2",
     "test_context",
     "test_events",
+    # networking (interim layer now; native transports are issue #3)
+    "test_streams",
+    "test_sock_lowlevel",
+    "test_server",
+    "test_buffered_proto",
+    "test_sendfile",
+    "test_protocols",
 ]
 
 # Tests that exercise asyncio internals rather than loop behaviour, by
@@ -74,14 +81,18 @@ EXCLUDED: Dict[str, Dict[str, str]] = {
     },
 }
 
+_SELECTOR_CLASSES = [
+    "EPollEventLoopTests",
+    "PollEventLoopTests",
+    "SelectEventLoopTests",
+    "KqueueEventLoopTests",
+]
+
 # Selector-specific classes dropped from modules, replaced by ADAPTERS.
 DROPPED_CLASSES = {
-    "test_events": [
-        "EPollEventLoopTests",
-        "PollEventLoopTests",
-        "SelectEventLoopTests",
-        "KqueueEventLoopTests",
-    ],
+    "test_events": _SELECTOR_CLASSES,
+    "test_sock_lowlevel": _SELECTOR_CLASSES,
+    "test_sendfile": _SELECTOR_CLASSES,
 }
 
 
@@ -142,9 +153,46 @@ def _adapt_test_runners(mod) -> None:
     mod.BaseTest.new_loop = new_loop
 
 
+def _mixin_adapter(mixin_name, class_name):
+    """An adapter class: the module's mixin on a TestCase whose
+    create_event_loop() returns asyncio.new_event_loop() (our loop)."""
+
+    def adapt(mod) -> None:
+        import asyncio
+        from test.test_asyncio import utils as test_utils
+
+        mixin = getattr(mod, mixin_name)
+
+        def create_event_loop(self):
+            return asyncio.new_event_loop()
+
+        cls = type(class_name, (mixin, test_utils.TestCase), {"create_event_loop": create_event_loop})
+        cls.__module__ = mod.__name__
+        setattr(mod, class_name, cls)
+
+    return adapt
+
+
+def _new_loop_patch(class_name):
+    """Keep the module's selector test class (it has tests of its own) but
+    make its new_loop() return our loop."""
+
+    def adapt(mod) -> None:
+        import asyncio
+
+        cls = getattr(mod, class_name)
+        cls.new_loop = lambda self: asyncio.new_event_loop()
+
+    return adapt
+
+
 ADAPTERS = {
     "test_events": _adapt_test_events,
     "test_runners": _adapt_test_runners,
+    "test_sock_lowlevel": _mixin_adapter("BaseSockTestsMixin", "LoopSockTests"),
+    "test_sendfile": _mixin_adapter("SendfileTestsBase", "LoopSendfileTests"),
+    "test_server": _new_loop_patch("SelectorStartServerTests"),
+    "test_buffered_proto": _new_loop_patch("BufferedProtocolSelectorTests"),
 }
 
 
@@ -244,12 +292,34 @@ def child_main(modname: str, kind: str, timeout: float) -> int:
 
     loader = unittest.TestLoader()
     suite = loader.loadTestsFromModule(mod)
-    tests = list(_iter_tests(suite))
-    result = _Result(emit)
+    selected = []
+    for test in _iter_tests(suite):
+        reason = _excluded(modname, test)
+        if reason is not None:
+            emit(_short_id(test), "excluded", reason)
+        else:
+            selected.append(test)
 
     main_ident = threading.get_ident()
     current = {"id": None, "deadline": 0.0, "kicked": False}
     lock = threading.Lock()
+
+    class WatchedResult(_Result):
+        # unittest calls these around every test, inside one top-level
+        # suite run (which also runs setUpClass/setUpModule fixtures).
+        def startTest(self, test):
+            super().startTest(test)
+            with lock:
+                current["id"] = _short_id(test)
+                current["deadline"] = time.monotonic() + timeout
+                current["kicked"] = False
+
+        def stopTest(self, test):
+            with lock:
+                current["id"] = None
+            super().stopTest(test)
+
+    result = WatchedResult(emit)
 
     def watchdog():
         # First expiry: SIGUSR2 raises TestTimedOut in the main thread. A test
@@ -271,29 +341,14 @@ def child_main(modname: str, kind: str, timeout: float) -> int:
             os._exit(3)
 
     threading.Thread(target=watchdog, daemon=True).start()
-
-    for test in tests:
-        reason = _excluded(modname, test)
-        if reason is not None:
-            emit(_short_id(test), "excluded", reason)
-            continue
-        with lock:
-            current["id"] = _short_id(test)
-            current["deadline"] = time.monotonic() + timeout
-            current["kicked"] = False
-        try:
-            test(result)
-        except TestTimedOut:
-            result._set(test, "fail", "timed out")
-        finally:
-            with lock:
-                current["id"] = None
-    tearDownModule = getattr(mod, "tearDownModule", None)
-    if tearDownModule is not None:
-        try:
-            tearDownModule()
-        except Exception:
-            pass
+    try:
+        unittest.TestSuite(selected).run(result)
+    except TestTimedOut:
+        pass
+    # Errors in class/module fixtures are reported against a pseudo-test.
+    for test, err in result.errors:
+        if not hasattr(test, "_testMethodName"):
+            emit(str(test), "fail", err[-2000:])
     return 0
 
 
