@@ -159,7 +159,11 @@ class Loop(_ferrio.Loop, asyncio.AbstractEventLoop):
 
 # asyncio's own implementations, reused where they only touch state that
 # ferrio.Loop provides. Looked up per class so each Python version gets its
-# own behaviour (e.g. 3.12's shutdown_default_executor(timeout=)).
+# own behaviour (e.g. 3.12's shutdown_default_executor(timeout=)). Classes go
+# from base to most derived; a name listed under several (_sendfile_native,
+# _sock_sendfile_native) ends up with the most derived version, as in
+# asyncio's own MRO. Never add a function that uses zero-argument super():
+# its __class__ cell is asyncio's class (see Loop._stop_serving).
 _BORROWED = {
     base_events.BaseEventLoop: (
         "__repr__",
