@@ -36,6 +36,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -373,8 +374,11 @@ def run_module(modname: str, kind: str, timeout: float) -> dict:
     env = dict(os.environ)
     env.setdefault("PYTHONFAULTHANDLER", "1")
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=max(600, timeout * 200))
+    # CPython's tests create files (os_helper.TESTFN) in the working
+    # directory: run each module in a scratch directory, removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="ferrio-cpython-") as scratch:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=scratch,
+                              stdin=subprocess.DEVNULL, timeout=max(600, timeout * 200))
     outcomes: Dict[str, dict] = {}
     crashed = None
     for line in proc.stdout.splitlines():
