@@ -5,6 +5,7 @@
 //! - `handles/`: `Handle`/`TimerHandle` (hand-built, non-GC Python types).
 //! - `timers`: the timer heap.
 //! - `reactor/`: epoll and the cross-thread waker.
+//! - `transports/`: native socket transports (per-packet I/O).
 //! - `clock`: the monotonic clock.
 //! - `boundary`: the panic/exception guard for raw CPython entry points.
 //! - `pyhelpers`: cached calls into `ferrio._helpers` for cold paths.
@@ -16,6 +17,7 @@ mod handles;
 mod pyhelpers;
 mod reactor;
 mod timers;
+mod transports;
 
 use pyo3::prelude::*;
 
@@ -24,6 +26,7 @@ fn _ferrio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::Loop>()?;
     event_loop::install_fastcall_methods(m.py())?;
     handles::register(m)?;
+    transports::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

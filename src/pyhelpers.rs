@@ -6,7 +6,7 @@
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyModule, PyTuple};
 
 static FORMAT_HANDLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static REPORT_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -103,4 +103,16 @@ pub fn copy_context_for_handle(py: Python<'_>, lazy_if_empty: bool) -> PyResult<
         }
         Ok(Some(ctx.unbind()))
     }
+}
+
+static HELPERS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// Calls `ferrio._helpers.<name>(*args)` (cold paths only: the attribute
+/// is looked up on every call).
+pub fn call_helper<'py, A>(py: Python<'py>, name: &str, args: A) -> PyResult<Bound<'py, PyAny>>
+where
+    A: pyo3::call::PyCallArgs<'py>,
+{
+    let m = HELPERS_MODULE.get_or_try_init(py, || py.import(HELPERS).map(Bound::unbind))?;
+    m.bind(py).getattr(name)?.call1(args)
 }

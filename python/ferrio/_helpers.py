@@ -73,3 +73,47 @@ def check_callback(callback, method: str) -> None:
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(callback):
         raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+
+# -- transports (src/transports/) ------------------------------------------
+
+
+def transport_fatal_error(loop, transport, protocol, exc, message) -> None:
+    """asyncio's ``_SelectorTransport._fatal_error`` reporting part: OSErrors
+    are only logged in debug mode, anything else goes to the loop's
+    exception handler. (The Rust caller then force-closes the transport.)"""
+    if isinstance(exc, OSError):
+        if loop.get_debug():
+            logger.debug("%r: %s", transport, message, exc_info=exc)
+    else:
+        loop.call_exception_handler(
+            {
+                "message": message,
+                "exception": exc,
+                "transport": transport,
+                "protocol": protocol,
+            }
+        )
+
+
+def protocol_call_failed(loop, transport, protocol, exc, message) -> None:
+    """A flow-control callback (``pause_writing``/``resume_writing``)
+    raised: asyncio reports it and carries on."""
+    loop.call_exception_handler(
+        {
+            "message": message,
+            "exception": exc,
+            "transport": transport,
+            "protocol": protocol,
+        }
+    )
+
+
+def transport_debug(loop, message, transport) -> None:
+    """Debug-mode log line about a transport (``"%r pauses reading"``...)."""
+    if loop.get_debug():
+        logger.debug(message, transport)
+
+
+def warn_conn_lost_writes() -> None:
+    logger.warning("socket.send() raised exception.")

@@ -30,7 +30,7 @@ import weakref
 from asyncio import base_events, coroutines, events, selector_events, unix_events
 from asyncio.log import logger
 
-from . import _ferrio
+from . import _ferrio, _transports
 
 __all__ = ["Loop"]
 
@@ -218,7 +218,6 @@ _BORROWED = {
         "_close_self_pipe",
         "_read_from_self",
         # networking on ferrio's native fd watching (interim, see module doc)
-        "_make_socket_transport",
         "_make_ssl_transport",
         "_make_datagram_transport",
         "_start_serving",
@@ -274,6 +273,9 @@ for _cls, _names in _BORROWED.items():
         if _fn is not None:
             setattr(Loop, _name, _fn)
 del _cls, _names, _name, _fn
+
+# Stream sockets get ferrio's native transport.
+Loop._make_socket_transport = _transports.make_socket_transport
 
 _unix_add_signal_handler = unix_events._UnixSelectorEventLoop.add_signal_handler
 _selector_stop_serving = selector_events.BaseSelectorEventLoop._stop_serving

@@ -27,6 +27,7 @@ mod tasks;
 pub(crate) use fastcall::install as install_fastcall_methods;
 
 use std::collections::VecDeque;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -254,6 +255,33 @@ impl Loop {
         let th = handles::new_handle(py, base.with_timer(when, counter))?;
         self.timers.lock().push(when, th.clone_ref(py));
         Ok(th)
+    }
+}
+
+/// Entry points for native transports (src/transports/): the same
+/// operations as `_add_reader`/`_remove_reader`/`call_soon` from Python.
+impl Loop {
+    /// Watches `fd` for `side`, running `callback()` on readiness (replaces
+    /// any previous watcher of that side, as `add_reader` does).
+    pub(crate) fn watch(&self, fd: RawFd, side: Side, callback: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = callback.py();
+        io::add(self, fd, side, callback, &pyhelpers::empty_tuple(py)).map(|h| h.release_ref(py))
+    }
+
+    /// Stops watching `fd` for `side`; whether a watcher was removed.
+    pub(crate) fn unwatch(&self, py: Python<'_>, fd: RawFd, side: Side) -> bool {
+        io::remove(py, self, fd, side)
+    }
+
+    /// `loop.call_soon(callback, *args)` from Rust.
+    pub(crate) fn soon(
+        &self,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let py = callback.py();
+        self.call_soon_impl(py, callback, args, None, false)
+            .map(|h| h.release_ref(py))
     }
 }
 

@@ -1,0 +1,227 @@
+"""Python faces of ferrio's native transports.
+
+``SocketTransport`` is what ``create_connection``, ``create_server``,
+``connect_accepted_socket`` and the Unix variants hand to protocols for a
+stream socket. It subclasses ``asyncio.Transport`` (``isinstance`` checks in
+libraries and in CPython's tests) and owns a Rust core,
+``ferrio._ferrio.StreamTransport``, that does all per-packet work: the
+loop calls the core directly when the socket is readable or writable, and
+``write``/``writelines``/``is_closing`` are the core's own bound methods,
+set on the instance, so a protocol's ``transport.write(data)`` never runs
+Python code of ours.
+
+What stays here is per-connection: building the extra-info dict,
+``TCP_NODELAY``, attaching to the server, scheduling ``connection_made``,
+``repr`` and the resource warning. Attribute names (``_sock``,
+``_sock_fd``, ``_protocol``, ``_closing``, ...) are the ones asyncio's
+selector transport has, because asyncio's own sendfile and TLS code and
+some libraries read them.
+"""
+
+from __future__ import annotations
+
+import selectors
+import warnings
+from asyncio import base_events, constants, futures, transports, trsock
+
+from . import _ferrio
+
+__all__ = ["SocketTransport", "make_socket_transport"]
+
+
+class SocketTransport(transports._FlowControlMixin, transports.Transport):
+    """A TCP or Unix stream socket transport (asyncio.Transport)."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    max_size = 256 * 1024
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        # BaseTransport's init only: the flow-control state lives in the core
+        # (the mixin is a base for isinstance checks, e.g. loop.sendfile's
+        # fallback, and its slots are shadowed by the properties below).
+        transports.BaseTransport.__init__(self, extra)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._loop = loop
+        self._sock_fd = sock.fileno()
+        core = _ferrio.StreamTransport(loop, self, sock, protocol, server)
+        self._core = core
+        # The hot methods are the core's: no Python frame per call.
+        self.write = core.write
+        self.writelines = core.writelines
+        self.is_closing = core.is_closing
+        if server is not None:
+            if _ATTACH_TAKES_TRANSPORT:
+                server._attach(self)
+            else:
+                server._attach()
+        loop._transports[self._sock_fd] = self
+        base_events._set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, self)
+        # only start reading when connection_made() has been called
+        loop.call_soon(core._start_reading)
+        if waiter is not None:
+            # only wake up the waiter when connection_made() has been called
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self):
+        info = [self.__class__.__name__]
+        core = self.__dict__.get("_core")
+        if core is None or core._sock is None:
+            info.append("closed")
+        elif core._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and core is not None:
+            events = loop._fd_events(self._sock_fd) or 0
+            info.append("read=polling" if events & selectors.EVENT_READ else "read=idle")
+            state = "polling" if events & selectors.EVENT_WRITE else "idle"
+            info.append(f"write=<{state}, bufsize={core.get_write_buffer_size()}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn=warnings.warn):
+        core = self.__dict__.get("_core")
+        sock = core._sock if core is not None else None
+        if sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            sock.close()
+
+    # -- state asyncio's transport exposes as attributes ------------------
+
+    @property
+    def _sock(self):
+        return self._core._sock
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _closing(self):
+        return self._core._closing
+
+    @property
+    def _conn_lost(self):
+        return self._core._conn_lost
+
+    @property
+    def _paused(self):
+        return self._core._paused
+
+    @property
+    def _eof(self):
+        return self._core._eof
+
+    @property
+    def _server(self):
+        return self._core._server
+
+    @property
+    def _empty_waiter(self):
+        return self._core._empty_waiter
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+    @property
+    def _high_water(self):
+        return self._core.get_write_buffer_limits()[1]
+
+    @property
+    def _low_water(self):
+        return self._core.get_write_buffer_limits()[0]
+
+    # -- the Transport API (hot methods are replaced per instance) --------
+
+    def write(self, data):
+        self._core.write(data)
+
+    def writelines(self, list_of_data):
+        self._core.writelines(list_of_data)
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._core.abort()
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        self._core.pause_reading()
+
+    def resume_reading(self):
+        self._core.resume_reading()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        # asyncio's _FlowControlMixin._set_write_buffer_limits
+        if high is None:
+            if low is None:
+                high = 64 * 1024
+            else:
+                high = 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._core._set_write_buffer_limits(int(high), int(low))
+
+    # -- internals used by asyncio's sendfile / TLS code -------------------
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        self._core._fatal_error(exc, message)
+
+    def _call_connection_lost(self, exc):
+        self._core._call_connection_lost(exc)
+
+    def _make_empty_waiter(self):
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core._reset_empty_waiter()
+
+
+_ATTACH_TAKES_TRANSPORT = base_events.Server._attach.__code__.co_argcount > 1
+
+
+def make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+    """``loop._make_socket_transport``: asyncio's factory hook, used by
+    create_connection, create_server, connect_accepted_socket and the
+    Unix variants."""
+    return SocketTransport(self, sock, protocol, waiter, extra, server)

@@ -1,0 +1,172 @@
+//! Borrowing the memory of Python buffer objects (`bytes`, `bytearray`,
+//! `memoryview`, anything with the buffer protocol) for a syscall, and
+//! making a `bytes` object from a `recv` without an intermediate copy.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::PyBufferError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// A `Py_buffer` view, released on drop. Contiguous bytes only
+/// (`PyBUF_SIMPLE`, or `PyBUF_WRITABLE` for `recv_into` targets).
+pub struct RawBuf {
+    view: Box<ffi::Py_buffer>,
+}
+
+impl RawBuf {
+    pub fn get(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Self> {
+        let mut view: Box<ffi::Py_buffer> = Box::new(ffi::Py_buffer::new());
+        let flags = if writable {
+            ffi::PyBUF_WRITABLE
+        } else {
+            ffi::PyBUF_SIMPLE
+        };
+        // SAFETY: GIL held; `view` is a valid, exclusively owned Py_buffer
+        // that PyObject_GetBuffer fills (or leaves untouched on error).
+        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) };
+        if rc != 0 {
+            return Err(PyErr::take(obj.py())
+                .unwrap_or_else(|| PyBufferError::new_err("object does not expose a buffer")));
+        }
+        Ok(RawBuf { view })
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        usize::try_from(self.view.len).unwrap_or(0)
+    }
+
+    #[inline]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.view.buf as *const u8
+    }
+
+    #[inline]
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.view.buf as *mut u8
+    }
+
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        if self.len() == 0 || self.view.buf.is_null() {
+            return &[];
+        }
+        // SAFETY: a successful PyObject_GetBuffer exposes `len` contiguous
+        // bytes at `buf`, valid until PyBuffer_Release (our Drop).
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) }
+    }
+}
+
+impl Drop for RawBuf {
+    fn drop(&mut self) {
+        // SAFETY: the view was filled by a successful PyObject_GetBuffer and
+        // is released exactly once. Every RawBuf lives inside a call that
+        // holds the GIL (pymethods), so the GIL is held here.
+        unsafe { ffi::PyBuffer_Release(&mut *self.view) }
+    }
+}
+
+extern "C" {
+    // Public CPython API (bytesobject.h), not re-exported by pyo3-ffi.
+    fn _PyBytes_Resize(
+        bytes: *mut *mut ffi::PyObject,
+        newsize: ffi::Py_ssize_t,
+    ) -> std::os::raw::c_int;
+}
+
+/// Outcome of a non-blocking read.
+pub enum Read<T> {
+    Data(T),
+    WouldBlock,
+    Eof,
+}
+
+/// `recv(fd, max)` into a new `bytes` object of exactly the received size.
+/// Small reads go through `scratch` (a copy of a few hundred bytes beats a
+/// large allocation and a shrinking realloc); large ones are received
+/// straight into the object.
+pub fn recv_bytes<'py>(
+    py: Python<'py>,
+    fd: RawFd,
+    max: usize,
+    scratch: &mut [u8],
+    big: bool,
+) -> PyResult<Read<Bound<'py, PyAny>>> {
+    if !big && !scratch.is_empty() {
+        let n = recv(fd, scratch.as_mut_ptr(), scratch.len().min(max))?;
+        return Ok(match n {
+            None => Read::WouldBlock,
+            Some(0) => Read::Eof,
+            Some(n) => Read::Data(pyo3::types::PyBytes::new(py, &scratch[..n]).into_any()),
+        });
+    }
+    let size = ffi::Py_ssize_t::try_from(max).unwrap_or(ffi::Py_ssize_t::MAX);
+    // SAFETY: GIL held; a NULL source makes an uninitialised bytes object of
+    // `size` bytes, which we own (new reference) and fill before exposing.
+    let mut obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+    if obj.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `obj` is a fresh bytes object of `size` bytes.
+    let data = unsafe { ffi::PyBytes_AsString(obj) } as *mut u8;
+    let res = recv(fd, data, max);
+    let n = match res {
+        Ok(Some(n)) if n > 0 => n,
+        other => {
+            // SAFETY: we own the only reference.
+            unsafe { ffi::Py_DECREF(obj) };
+            return match other {
+                Ok(None) => Ok(Read::WouldBlock),
+                Ok(Some(_)) => Ok(Read::Eof),
+                Err(e) => Err(e),
+            };
+        }
+    };
+    if n < max {
+        // SAFETY: `obj` is a bytes object with refcount 1 that no one else
+        // has seen, as _PyBytes_Resize requires; on failure it is freed and
+        // set to NULL.
+        let rc = unsafe { _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) };
+        if rc != 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    // SAFETY: `obj` is a valid new reference.
+    Ok(Read::Data(unsafe { Bound::from_owned_ptr(py, obj) }))
+}
+
+/// `recv(2)`: Ok(None) when it would block (or was interrupted).
+pub fn recv(fd: RawFd, buf: *mut u8, len: usize) -> PyResult<Option<usize>> {
+    // SAFETY: the caller passes `len` writable bytes at `buf`.
+    let r = unsafe { libc::recv(fd, buf as *mut libc::c_void, len, 0) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+            _ => Err(e.into()),
+        };
+    }
+    Ok(Some(r as usize))
+}
+
+/// `send(2)` without SIGPIPE: Ok(0) when it would block.
+pub fn send(fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: `data` is a valid slice for the duration of the call.
+    let r = unsafe {
+        libc::send(
+            fd,
+            data.as_ptr() as *const libc::c_void,
+            data.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+            _ => Err(e),
+        };
+    }
+    Ok(r as usize)
+}

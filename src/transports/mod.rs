@@ -1,0 +1,21 @@
+//! Native transports: the per-packet half of asyncio's transports.
+//!
+//! - `stream.rs`: `StreamTransport`, the core of the TCP/Unix stream socket
+//!   transport (reads, writes, flow control, close/abort).
+//! - `writebuf.rs`: the write queue (bytes kept by reference, `writev`).
+//! - `buffer.rs`: buffer-protocol views and `recv`/`send` helpers.
+//!
+//! Each core is wrapped by a Python class in `ferrio/_transports.py` that
+//! subclasses the matching `asyncio` transport ABC (their `__slots__` rule
+//! out a PyO3 subclass) and does the per-connection setup in Python.
+
+pub mod buffer;
+pub mod stream;
+pub mod writebuf;
+
+use pyo3::prelude::*;
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<stream::StreamTransport>()?;
+    Ok(())
+}

@@ -1,0 +1,909 @@
+//! `StreamTransport`: the native core of ferrio's socket transport (TCP and
+//! Unix stream sockets), asyncio's `_SelectorSocketTransport` with the
+//! per-packet work in Rust.
+//!
+//! The Python class `ferrio._transports.SocketTransport` (a subclass of
+//! `asyncio.Transport`, so `isinstance` checks hold) owns one of these and
+//! forwards to it; its hot methods (`write`, `writelines`, `is_closing`) are
+//! this object's bound methods, so a protocol's `transport.write(data)` goes
+//! straight to Rust.
+//!
+//! Per readable event: one `recv` into a new `bytes` object and one call of
+//! the protocol's cached `data_received` (or `get_buffer`/`recv_into`/
+//! `buffer_updated` for a `BufferedProtocol`). Per write: one `send` when
+//! nothing is queued; what the kernel does not take is queued (see
+//! writebuf.rs) and flushed with `writev` when the socket is writable.
+//!
+//! State machine (asyncio's, field for field): `closing` once `close()` or a
+//! fatal error started shutting down; `conn_lost` counts scheduled
+//! `connection_lost` calls (and writes after it); reading is on while
+//! `!closing && !paused`; `eof` after `write_eof()`. The reader is
+//! registered with the loop exactly while reading is on (after the
+//! connection was made); the writer exactly while the write queue is
+//! non-empty.
+//!
+//! Locking: all mutable state sits behind one mutex that is never held
+//! while Python code runs (a protocol callback may re-enter the transport),
+//! and Python objects are dropped only after it is released.
+
+use std::cell::RefCell;
+use std::os::fd::RawFd;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::buffer::{self, RawBuf, Read};
+use super::writebuf::WriteBuffer;
+use crate::event_loop::Loop;
+use crate::pyhelpers;
+use crate::reactor::Side;
+
+/// asyncio's `_SelectorTransport.max_size`: the most one `recv` asks for.
+const MAX_SIZE: usize = 256 * 1024;
+/// Reads up to this size go through the per-thread scratch buffer.
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
+    e.is_instance_of::<PyKeyboardInterrupt>(py) || e.is_instance_of::<PySystemExit>(py)
+}
+
+/// The protocol and its bound methods, cached when it is set.
+#[derive(Default)]
+struct Proto {
+    obj: Option<Py<PyAny>>,
+    buffered: bool,
+    data_received: Option<Py<PyAny>>,
+    get_buffer: Option<Py<PyAny>>,
+    buffer_updated: Option<Py<PyAny>>,
+}
+
+impl Proto {
+    fn new(p: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let py = p.py();
+        let bp = BUFFERED_PROTOCOL.import(py, "asyncio", "BufferedProtocol")?;
+        let buffered = p.is_instance(bp)?;
+        let method = |name: &str| p.getattr(name).ok().map(Bound::unbind);
+        Ok(if buffered {
+            Proto {
+                obj: Some(p.clone().unbind()),
+                buffered,
+                data_received: None,
+                get_buffer: method("get_buffer"),
+                buffer_updated: method("buffer_updated"),
+            }
+        } else {
+            Proto {
+                obj: Some(p.clone().unbind()),
+                buffered,
+                data_received: method("data_received"),
+                get_buffer: None,
+                buffer_updated: None,
+            }
+        })
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for o in [
+            &self.obj,
+            &self.data_received,
+            &self.get_buffer,
+            &self.buffer_updated,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            visit.call(o)?;
+        }
+        Ok(())
+    }
+}
+
+struct State {
+    proto: Proto,
+    protocol_connected: bool,
+    /// The Python socket object; None once connection_lost ran.
+    sock: Option<Py<PyAny>>,
+    server: Option<Py<PyAny>>,
+    /// The Python `SocketTransport` wrapping this core.
+    transport: Option<Py<PyAny>>,
+    empty_waiter: Option<Py<PyAny>>,
+    wbuf: WriteBuffer,
+    conn_lost: u32,
+    closing: bool,
+    paused: bool,
+    eof: bool,
+    protocol_paused: bool,
+    high_water: usize,
+    low_water: usize,
+    /// The last read filled the scratch buffer: read big ones in place.
+    big_reads: bool,
+}
+
+#[pyclass(module = "ferrio._ferrio", name = "StreamTransport", frozen)]
+pub struct StreamTransport {
+    fd: RawFd,
+    lp: Py<Loop>,
+    st: Mutex<State>,
+}
+
+/// A cloned reference out of the state, taken under the lock.
+fn cloned(py: Python<'_>, o: &Option<Py<PyAny>>) -> Option<Py<PyAny>> {
+    o.as_ref().map(|o| o.clone_ref(py))
+}
+
+fn none_or<'py>(py: Python<'py>, o: Option<Py<PyAny>>) -> Bound<'py, PyAny> {
+    match o {
+        Some(o) => o.into_bound(py),
+        None => py.None().into_bound(py),
+    }
+}
+
+impl StreamTransport {
+    fn lp(&self) -> &Loop {
+        self.lp.get()
+    }
+
+    fn is_reading_locked(st: &State) -> bool {
+        !st.closing && !st.paused
+    }
+
+    /// asyncio's `_fatal_error`: report (OSErrors only in debug mode), then
+    /// force-close. KeyboardInterrupt/SystemExit are not reported; they
+    /// propagate to the loop.
+    fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        if is_fatal(py, &err) {
+            return Err(err);
+        }
+        let exc = err.into_value(py).into_any();
+        let (transport, protocol) = {
+            let st = slf.get().st.lock();
+            (cloned(py, &st.transport), cloned(py, &st.proto.obj))
+        };
+        pyhelpers::call_helper(
+            py,
+            "transport_fatal_error",
+            (
+                slf.get().lp.bind(py),
+                none_or(py, transport),
+                none_or(py, protocol),
+                &exc,
+                message,
+            ),
+        )?;
+        Self::force_close(slf, exc.into_bound(py))
+    }
+
+    /// asyncio's `_force_close(exc)`.
+    fn force_close(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let (dropped, had_buffer, stop_reading) = {
+            let mut st = me.st.lock();
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            let had = !st.wbuf.is_empty();
+            let dropped = st.wbuf.take_all();
+            let stop = !st.closing;
+            st.closing = true;
+            st.conn_lost += 1;
+            (dropped, had, stop)
+        };
+        drop(dropped);
+        if had_buffer {
+            me.lp().unwatch(py, me.fd, Side::Write);
+        }
+        if stop_reading {
+            me.lp().unwatch(py, me.fd, Side::Read);
+        }
+        let cb = slf.getattr("_call_connection_lost")?;
+        me.lp().soon(&cb, &PyTuple::new(py, [exc])?)
+    }
+
+    fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let (proto, transport) = {
+            let mut st = slf.get().st.lock();
+            if st.wbuf.len() <= st.high_water || st.protocol_paused {
+                return Ok(());
+            }
+            st.protocol_paused = true;
+            (cloned(py, &st.proto.obj), cloned(py, &st.transport))
+        };
+        Self::flow_call(slf, proto, transport, "pause_writing")
+    }
+
+    fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let (proto, transport) = {
+            let mut st = slf.get().st.lock();
+            if !st.protocol_paused || st.wbuf.len() > st.low_water {
+                return Ok(());
+            }
+            st.protocol_paused = false;
+            (cloned(py, &st.proto.obj), cloned(py, &st.transport))
+        };
+        Self::flow_call(slf, proto, transport, "resume_writing")
+    }
+
+    fn flow_call(
+        slf: &Bound<'_, Self>,
+        proto: Option<Py<PyAny>>,
+        transport: Option<Py<PyAny>>,
+        method: &str,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let proto = none_or(py, proto);
+        if let Err(e) = proto.call_method0(method) {
+            if is_fatal(py, &e) {
+                return Err(e);
+            }
+            pyhelpers::call_helper(
+                py,
+                "protocol_call_failed",
+                (
+                    slf.get().lp.bind(py),
+                    none_or(py, transport),
+                    &proto,
+                    e.into_value(py),
+                    format!("protocol.{method}() failed"),
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn debug_log(slf: &Bound<'_, Self>, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        if !slf.get().lp().is_debug() {
+            return Ok(());
+        }
+        let transport = cloned(py, &slf.get().st.lock().transport);
+        pyhelpers::call_helper(
+            py,
+            "transport_debug",
+            (slf.get().lp.bind(py), message, none_or(py, transport)),
+        )?;
+        Ok(())
+    }
+
+    fn shutdown_write(&self) -> PyResult<()> {
+        // SAFETY: plain syscall on our fd.
+        if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
+
+    fn read_plain(slf: &Bound<'_, Self>, cb: Option<Py<PyAny>>, big: bool) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let res = SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() != SCRATCH_SIZE {
+                s.resize(SCRATCH_SIZE, 0);
+            }
+            buffer::recv_bytes(py, me.fd, MAX_SIZE, &mut s, big)
+        });
+        let data = match res {
+            Ok(Read::WouldBlock) => return Ok(()),
+            Ok(Read::Eof) => return Self::on_eof(slf),
+            Ok(Read::Data(d)) => d,
+            Err(e) => return Self::fatal_error(slf, e, "Fatal read error on socket transport"),
+        };
+        // Switch between scratch and in-place reads by the last size.
+        let n = data.len().unwrap_or(0);
+        let want_big = n >= SCRATCH_SIZE;
+        if want_big != big {
+            me.st.lock().big_reads = want_big;
+        }
+        let res = match cb {
+            Some(cb) => cb.bind(py).call1((data,)),
+            None => {
+                let proto = cloned(py, &me.st.lock().proto.obj);
+                none_or(py, proto).call_method1("data_received", (data,))
+            }
+        };
+        if let Err(e) = res {
+            return Self::fatal_error(slf, e, "Fatal error: protocol.data_received() call failed.");
+        }
+        Ok(())
+    }
+
+    fn read_buffered(
+        slf: &Bound<'_, Self>,
+        get_buffer: Option<Py<PyAny>>,
+        updated: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let proto = || none_or(py, cloned(py, &me.st.lock().proto.obj));
+        let got = match &get_buffer {
+            Some(f) => f.bind(py).call1((-1,)),
+            None => proto().call_method1("get_buffer", (-1,)),
+        };
+        let buf = match got.and_then(|b| {
+            if b.len()? == 0 {
+                Err(PyRuntimeError::new_err(
+                    "get_buffer() returned an empty buffer",
+                ))
+            } else {
+                Ok(b)
+            }
+        }) {
+            Ok(b) => b,
+            Err(e) => {
+                return Self::fatal_error(slf, e, "Fatal error: protocol.get_buffer() call failed.")
+            }
+        };
+        let n = match RawBuf::get(&buf, true)
+            .and_then(|view| buffer::recv(me.fd, view.as_mut_ptr(), view.len()))
+        {
+            Ok(None) => return Ok(()),
+            Ok(Some(0)) => return Self::on_eof(slf),
+            Ok(Some(n)) => n,
+            Err(e) => return Self::fatal_error(slf, e, "Fatal read error on socket transport"),
+        };
+        drop(buf);
+        let res = match &updated {
+            Some(f) => f.bind(py).call1((n,)),
+            None => proto().call_method1("buffer_updated", (n,)),
+        };
+        if let Err(e) = res {
+            return Self::fatal_error(
+                slf,
+                e,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            );
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_read_ready__on_eof`.
+    fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        Self::debug_log(slf, "%r received EOF")?;
+        let proto = none_or(py, cloned(py, &slf.get().st.lock().proto.obj));
+        let keep_open = match proto
+            .call_method0("eof_received")
+            .and_then(|r| r.is_truthy())
+        {
+            Ok(k) => k,
+            Err(e) => {
+                return Self::fatal_error(
+                    slf,
+                    e,
+                    "Fatal error: protocol.eof_received() call failed.",
+                )
+            }
+        };
+        if keep_open {
+            // The protocol may still write, but nothing more can be read.
+            slf.get().lp().unwatch(py, slf.get().fd, Side::Read);
+            Ok(())
+        } else {
+            Self::close(slf)
+        }
+    }
+
+    /// Sends `data` now if nothing is queued, queueing what the kernel did
+    /// not take. `obj` is the `bytes` object `data` borrows from, if any.
+    fn write_slice(
+        slf: &Bound<'_, Self>,
+        data: &[u8],
+        obj: Option<&Bound<'_, PyBytes>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let mut st = me.st.lock();
+        if st.conn_lost > 0 {
+            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+            st.conn_lost += 1;
+            drop(st);
+            if warn {
+                pyhelpers::call_helper(py, "warn_conn_lost_writes", ())?;
+            }
+            return Ok(());
+        }
+        let mut sent = 0;
+        if st.wbuf.is_empty() {
+            match buffer::send(me.fd, data) {
+                Ok(n) => sent = n,
+                Err(e) => {
+                    drop(st);
+                    return Self::fatal_error(
+                        slf,
+                        e.into(),
+                        "Fatal write error on socket transport",
+                    );
+                }
+            }
+            if sent == data.len() {
+                return Ok(());
+            }
+            drop(st);
+            // Not all was written: watch for writability.
+            let cb = slf.getattr("_write_ready")?;
+            me.lp().watch(me.fd, Side::Write, &cb)?;
+            st = me.st.lock();
+        }
+        match obj {
+            Some(b) => st.wbuf.push_bytes(py, b.clone().unbind(), sent),
+            None => st.wbuf.push_copy(&data[sent..]),
+        }
+        drop(st);
+        Self::maybe_pause_protocol(slf)
+    }
+
+    fn check_writable(&self, method: &str) -> PyResult<()> {
+        let st = self.st.lock();
+        if st.eof {
+            return Err(PyRuntimeError::new_err(format!(
+                "Cannot call {method}() after write_eof()"
+            )));
+        }
+        if st.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err(format!(
+                "unable to {method}; sendfile is in progress"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl StreamTransport {
+    /// `StreamTransport(loop, transport, sock, protocol, server)`: the core
+    /// of `transport` (the Python wrapper) for the connected stream socket
+    /// `sock`. Reading starts with `_start_reading()`.
+    #[new]
+    fn new(
+        lp: &Bound<'_, PyAny>,
+        transport: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        server: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let lp = lp.cast::<Loop>()?.clone().unbind();
+        let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+        Ok(StreamTransport {
+            fd,
+            lp,
+            st: Mutex::new(State {
+                proto: Proto::new(protocol)?,
+                protocol_connected: true,
+                sock: Some(sock.clone().unbind()),
+                server: server.filter(|s| !s.is_none()).map(|s| s.clone().unbind()),
+                transport: Some(transport.clone().unbind()),
+                empty_waiter: None,
+                wbuf: WriteBuffer::default(),
+                conn_lost: 0,
+                closing: false,
+                paused: false,
+                eof: false,
+                protocol_paused: false,
+                high_water: 64 * 1024,
+                low_water: 16 * 1024,
+                big_reads: false,
+            }),
+        })
+    }
+
+    /// The socket's file descriptor.
+    #[getter]
+    fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Registers the reader if reading is on (asyncio's `_add_reader`).
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let me = slf.get();
+        if !Self::is_reading_locked(&me.st.lock()) {
+            return Ok(());
+        }
+        let cb = slf.getattr("_read_ready")?;
+        me.lp().watch(me.fd, Side::Read, &cb)
+    }
+
+    /// The fd is readable: one read, delivered to the protocol.
+    fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let (buffered, a, b, big) = {
+            let st = slf.get().st.lock();
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            if st.proto.buffered {
+                (
+                    true,
+                    cloned(py, &st.proto.get_buffer),
+                    cloned(py, &st.proto.buffer_updated),
+                    false,
+                )
+            } else {
+                (
+                    false,
+                    cloned(py, &st.proto.data_received),
+                    None,
+                    st.big_reads,
+                )
+            }
+        };
+        if buffered {
+            Self::read_buffered(slf, a, b)
+        } else {
+            Self::read_plain(slf, a, big)
+        }
+    }
+
+    /// The fd is writable: flush the queue.
+    fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let res = {
+            let mut st = me.st.lock();
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            st.wbuf.flush(py, me.fd)
+        };
+        match res {
+            Err(e) => {
+                me.lp().unwatch(py, me.fd, Side::Write);
+                let dropped = me.st.lock().wbuf.take_all();
+                drop(dropped);
+                let err: PyErr = e.into();
+                let exc = err.clone_ref(py);
+                Self::fatal_error(slf, err, "Fatal write error on socket transport")?;
+                let waiter = cloned(py, &me.st.lock().empty_waiter);
+                if let Some(w) = waiter {
+                    w.bind(py)
+                        .call_method1("set_exception", (exc.into_value(py),))?;
+                }
+                Ok(())
+            }
+            Ok((_, done)) => {
+                drop(done);
+                Self::maybe_resume_protocol(slf)?; // may queue more
+                let (empty, waiter, closing, eof) = {
+                    let st = me.st.lock();
+                    (
+                        st.wbuf.is_empty(),
+                        cloned(py, &st.empty_waiter),
+                        st.closing,
+                        st.eof,
+                    )
+                };
+                if !empty {
+                    return Ok(());
+                }
+                me.lp().unwatch(py, me.fd, Side::Write);
+                if let Some(w) = waiter {
+                    w.bind(py).call_method1("set_result", (py.None(),))?;
+                }
+                if closing {
+                    Self::_call_connection_lost(slf, py.None().into_bound(py))?;
+                } else if eof {
+                    me.shutdown_write()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Ok(b) = data.cast::<PyBytes>() {
+            slf.get().check_writable("write")?;
+            let bytes = b.as_bytes();
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            return Self::write_slice(slf, bytes, Some(b));
+        }
+        if !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not {:?}",
+                data.get_type().name()?.to_string()
+            )));
+        }
+        slf.get().check_writable("write")?;
+        let view = RawBuf::get(data, false)?;
+        if view.len() == 0 {
+            return Ok(());
+        }
+        Self::write_slice(slf, view.as_slice(), None)
+    }
+
+    /// `writelines(list_of_data)`: the pieces joined, then one `write`.
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        slf.get().check_writable("writelines")?;
+        let joined = PyBytes::new(py, b"").call_method1("join", (list_of_data,))?;
+        Self::write(slf, &joined)
+    }
+
+    fn write_eof(&self) -> PyResult<()> {
+        let shut = {
+            let mut st = self.st.lock();
+            if st.closing || st.eof {
+                return Ok(());
+            }
+            st.eof = true;
+            st.wbuf.is_empty()
+        };
+        if shut {
+            self.shutdown_write()?;
+        }
+        Ok(())
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    fn is_closing(&self) -> bool {
+        self.st.lock().closing
+    }
+
+    fn is_reading(&self) -> bool {
+        Self::is_reading_locked(&self.st.lock())
+    }
+
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let me = slf.get();
+        {
+            let mut st = me.st.lock();
+            if !Self::is_reading_locked(&st) {
+                return Ok(());
+            }
+            st.paused = true;
+        }
+        me.lp().unwatch(slf.py(), me.fd, Side::Read);
+        Self::debug_log(slf, "%r pauses reading")
+    }
+
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        {
+            let mut st = slf.get().st.lock();
+            if st.closing || !st.paused {
+                return Ok(());
+            }
+            st.paused = false;
+        }
+        Self::_start_reading(slf)?;
+        Self::debug_log(slf, "%r resumes reading")
+    }
+
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let lost = {
+            let mut st = me.st.lock();
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+            let lost = st.wbuf.is_empty();
+            if lost {
+                st.conn_lost += 1;
+            }
+            lost
+        };
+        me.lp().unwatch(py, me.fd, Side::Read);
+        if lost {
+            me.lp().unwatch(py, me.fd, Side::Write);
+            let cb = slf.getattr("_call_connection_lost")?;
+            me.lp().soon(&cb, &PyTuple::new(py, [py.None()])?)?;
+        }
+        Ok(())
+    }
+
+    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::force_close(slf, slf.py().None().into_bound(slf.py()))
+    }
+
+    fn _force_close(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::force_close(slf, exc.clone())
+    }
+
+    /// `_fatal_error(exc, message)` as asyncio's transports have it.
+    #[pyo3(signature = (exc, message = "Fatal error on transport"))]
+    fn _fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+        Self::fatal_error(slf, PyErr::from_value(exc.clone()), message)
+    }
+
+    /// Runs `protocol.connection_lost(exc)`, then closes the socket and
+    /// drops the protocol, the server reference and the wrapper.
+    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let (proto, connected) = {
+            let st = me.st.lock();
+            (cloned(py, &st.proto.obj), st.protocol_connected)
+        };
+        let res = match (connected, proto) {
+            (true, Some(p)) => p
+                .bind(py)
+                .call_method1("connection_lost", (&exc,))
+                .map(drop),
+            _ => Ok(()),
+        };
+        // finally:
+        let (sock, proto, server, transport, waiter) = {
+            let mut st = me.st.lock();
+            (
+                st.sock.take(),
+                std::mem::take(&mut st.proto),
+                st.server.take(),
+                st.transport.take(),
+                cloned(py, &st.empty_waiter),
+            )
+        };
+        let mut cleanup: PyResult<()> = Ok(());
+        if let Some(s) = &sock {
+            cleanup = s.bind(py).call_method0("close").map(drop);
+        }
+        if let Some(server) = &server {
+            let r = if py.version_info() >= (3, 13) {
+                server
+                    .bind(py)
+                    .call_method1("_detach", (none_or(py, cloned(py, &transport)),))
+            } else {
+                server.bind(py).call_method0("_detach")
+            };
+            if cleanup.is_ok() {
+                cleanup = r.map(drop);
+            }
+        }
+        if let Some(w) = waiter {
+            let exc = pyo3::exceptions::PyConnectionError::new_err("Connection is closed by peer");
+            let r = w
+                .bind(py)
+                .call_method1("set_exception", (exc.into_value(py),));
+            if cleanup.is_ok() {
+                cleanup = r.map(drop);
+            }
+        }
+        drop((sock, proto, server, transport));
+        res.and(cleanup)
+    }
+
+    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let new = Proto::new(protocol)?;
+        let old = {
+            let mut st = self.st.lock();
+            st.protocol_connected = true;
+            std::mem::replace(&mut st.proto, new)
+        };
+        drop(old);
+        Ok(())
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        cloned(py, &self.st.lock().proto.obj)
+    }
+
+    fn get_write_buffer_size(&self) -> usize {
+        self.st.lock().wbuf.len()
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        let st = self.st.lock();
+        (st.low_water, st.high_water)
+    }
+
+    /// Stores validated limits (the wrapper applies asyncio's defaults and
+    /// checks), then pauses the protocol if the queue is already too big.
+    fn _set_write_buffer_limits(slf: &Bound<'_, Self>, high: usize, low: usize) -> PyResult<()> {
+        {
+            let mut st = slf.get().st.lock();
+            st.high_water = high;
+            st.low_water = low;
+        }
+        Self::maybe_pause_protocol(slf)
+    }
+
+    fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if self.st.lock().empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+        }
+        let fut = self.lp.bind(py).call_method0("create_future")?;
+        let empty = {
+            let mut st = self.st.lock();
+            st.empty_waiter = Some(fut.clone().unbind());
+            st.wbuf.is_empty()
+        };
+        if empty {
+            fut.call_method1("set_result", (py.None(),))?;
+        }
+        Ok(fut.unbind())
+    }
+
+    fn _reset_empty_waiter(&self) {
+        let old = self.st.lock().empty_waiter.take();
+        drop(old);
+    }
+
+    #[getter]
+    fn _sock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        cloned(py, &self.st.lock().sock)
+    }
+
+    #[getter]
+    fn _server(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        cloned(py, &self.st.lock().server)
+    }
+
+    #[getter]
+    fn _empty_waiter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        cloned(py, &self.st.lock().empty_waiter)
+    }
+
+    #[getter]
+    fn _closing(&self) -> bool {
+        self.st.lock().closing
+    }
+
+    #[getter]
+    fn _conn_lost(&self) -> u32 {
+        self.st.lock().conn_lost
+    }
+
+    #[getter]
+    fn _paused(&self) -> bool {
+        self.st.lock().paused
+    }
+
+    #[getter]
+    fn _eof(&self) -> bool {
+        self.st.lock().eof
+    }
+
+    #[getter]
+    fn _protocol_paused(&self) -> bool {
+        self.st.lock().protocol_paused
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.lp)?;
+        // try_lock: the GC must never block (under-reporting is safe).
+        if let Some(st) = self.st.try_lock() {
+            st.proto.traverse(&visit)?;
+            for o in [&st.sock, &st.server, &st.transport, &st.empty_waiter]
+                .into_iter()
+                .flatten()
+            {
+                visit.call(o)?;
+            }
+            st.wbuf.traverse(&visit)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = self.st.try_lock().map(|mut st| {
+            (
+                std::mem::take(&mut st.proto),
+                st.sock.take(),
+                st.server.take(),
+                st.transport.take(),
+                st.empty_waiter.take(),
+                st.wbuf.take_all(),
+            )
+        });
+        drop(taken);
+    }
+}
