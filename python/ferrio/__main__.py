@@ -1,7 +1,8 @@
 """``python -m ferrio <command>``.
 
 Commands:
-  bench   run the loop benchmarks (see ``python -m ferrio bench --help``)
+  bench       run the loop benchmarks (see ``python -m ferrio bench --help``)
+  bench net   run the network echo benchmarks (``python -m ferrio bench net --help``)
 """
 
 import sys
@@ -13,6 +14,10 @@ def main(argv=None) -> int:
         print(__doc__.strip())
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
+    if cmd == "bench" and rest[:1] == ["net"]:
+        from ._netbench import main as net_main
+
+        return net_main(rest[1:])
     if cmd == "bench":
         from ._bench import main as bench_main
 
