@@ -30,7 +30,7 @@ import weakref
 from asyncio import base_events, coroutines, events, selector_events, unix_events
 from asyncio.log import logger
 
-from . import _ferrio, _transports
+from . import _ferrio, _sockets, _transports
 
 __all__ = ["Loop"]
 
@@ -228,17 +228,11 @@ _BORROWED = {
         "remove_reader",
         "add_writer",
         "remove_writer",
-        "sock_recv",
         "_sock_read_done",
-        "_sock_recv",
-        "sock_recv_into",
-        "_sock_recv_into",
         "sock_recvfrom",
         "_sock_recvfrom",
         "sock_recvfrom_into",
         "_sock_recvfrom_into",
-        "sock_sendall",
-        "_sock_sendall",
         "sock_sendto",
         "_sock_sendto",
         "sock_connect",
@@ -276,6 +270,10 @@ del _cls, _names, _name, _fn
 
 # Stream sockets get ferrio's native transport.
 Loop._make_socket_transport = _transports.make_socket_transport
+# The per-packet sock_* methods are native (see _sockets.py).
+Loop.sock_recv = _sockets.sock_recv
+Loop.sock_recv_into = _sockets.sock_recv_into
+Loop.sock_sendall = _sockets.sock_sendall
 
 _unix_add_signal_handler = unix_events._UnixSelectorEventLoop.add_signal_handler
 _selector_stop_serving = selector_events.BaseSelectorEventLoop._stop_serving

@@ -90,7 +90,7 @@ pub(super) fn remove(py: Python<'_>, lp: &Loop, fd: RawFd, side: Side) -> bool {
     if lp.is_closed() {
         return false;
     }
-    match lp.reactor.remove(fd, side) {
+    match lp.reactor.remove(py, fd, side) {
         Some(h) => {
             h.core().cancel(py);
             true

@@ -268,6 +268,55 @@ impl Loop {
         io::add(self, fd, side, callback, &pyhelpers::empty_tuple(py)).map(|h| h.release_ref(py))
     }
 
+    /// Watches with `callback`, reusing a parked registration of the same
+    /// socket object `owner` (see `Reactor::rearm`).
+    pub(crate) fn rearm_handle(
+        &self,
+        fd: RawFd,
+        side: Side,
+        callback: &Bound<'_, PyAny>,
+        owner: usize,
+    ) -> PyResult<HandleRef> {
+        let py = callback.py();
+        self.check_closed()?;
+        let ctx = pyhelpers::copy_context_for_handle(py, false)?;
+        let tb = if self.is_debug() {
+            Some(pyhelpers::extract_stack(py)?)
+        } else {
+            None
+        };
+        let handle = handles::new_handle(
+            py,
+            HandleCore::new(
+                callback.clone().unbind(),
+                pyhelpers::empty_tuple(py).unbind(),
+                ctx,
+                true,
+                tb,
+            ),
+        )?;
+        let old = self.reactor.rearm(fd, side, handle.clone_ref(py), owner)?;
+        if let Some(old) = old {
+            old.core().cancel(py);
+            old.release_ref(py);
+        }
+        Ok(handle)
+    }
+
+    /// Parks a finished operation's registration (see `Reactor::park`);
+    /// if it is no longer the watcher, nothing happens.
+    pub(crate) fn park(&self, fd: RawFd, side: Side, handle: &HandleRef, owner: usize) -> bool {
+        self.reactor.park(fd, side, handle, owner)
+    }
+
+    /// Stops watching `fd` for `side` if `handle` is still the watcher.
+    pub(crate) fn unwatch_if(&self, py: Python<'_>, fd: RawFd, side: Side, handle: &HandleRef) {
+        if let Some(h) = self.reactor.remove_if(fd, side, handle) {
+            h.core().cancel(py);
+            h.release_ref(py);
+        }
+    }
+
     /// Stops watching `fd` for `side`; whether a watcher was removed.
     pub(crate) fn unwatch(&self, py: Python<'_>, fd: RawFd, side: Side) -> bool {
         io::remove(py, self, fd, side)

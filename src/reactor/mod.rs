@@ -33,9 +33,30 @@ const MAX_EVENTS: usize = 1024;
 struct FdEntry {
     reader: Option<HandleRef>,
     writer: Option<HandleRef>,
+    /// Sides whose handle is *parked* (bit 0 read, bit 1 write): a finished
+    /// native socket operation left its registration in place so the next
+    /// operation on the same socket needs no `epoll_ctl` (see [`Reactor::park`]).
+    /// A parked side is invisible to `events_of` and `remove`.
+    parked: u8,
+    /// Identity of the socket object the parked sides belong to.
+    owner: usize,
+}
+
+fn side_bit(side: Side) -> u8 {
+    match side {
+        Side::Read => 1,
+        Side::Write => 2,
+    }
 }
 
 impl FdEntry {
+    fn slot(&mut self, side: Side) -> &mut Option<HandleRef> {
+        match side {
+            Side::Read => &mut self.reader,
+            Side::Write => &mut self.writer,
+        }
+    }
+
     fn interest(&self) -> u32 {
         let mut ev = 0;
         if self.reader.is_some() {
@@ -88,11 +109,8 @@ impl Reactor {
         let mut fds = self.fds.lock();
         let existed = fds.contains_key(&fd);
         let entry = fds.entry(fd).or_default();
-        let slot = match side {
-            Side::Read => &mut entry.reader,
-            Side::Write => &mut entry.writer,
-        };
-        let old = slot.replace(handle);
+        entry.parked &= !side_bit(side);
+        let old = entry.slot(side).replace(handle);
         let interest = entry.interest();
         let res = if existed {
             self.epoll.modify_or_add(fd, interest, fd as u64)
@@ -116,15 +134,100 @@ impl Reactor {
         Ok(old)
     }
 
-    /// Removes the reader or writer of `fd`, returning it if there was one.
-    pub fn remove(&self, fd: RawFd, side: Side) -> Option<HandleRef> {
+    /// Re-arms a parked registration of the same socket (`owner`) with a
+    /// new handle without a syscall; otherwise as [`Reactor::set`].
+    ///
+    /// Skipping the syscall is only sound while the kernel registration is
+    /// still the one made for this socket: the caller passes the identity
+    /// of a socket object that is still open on `fd` (the parked handle
+    /// keeps that object alive, so the identity cannot be reused), hence
+    /// the fd was not closed and reused in between.
+    pub fn rearm(
+        &self,
+        fd: RawFd,
+        side: Side,
+        handle: HandleRef,
+        owner: usize,
+    ) -> io::Result<Option<HandleRef>> {
+        {
+            let mut fds = self.fds.lock();
+            if let Some(entry) = fds.get_mut(&fd) {
+                let bit = side_bit(side);
+                if entry.parked & bit != 0 && entry.owner == owner {
+                    entry.parked &= !bit;
+                    return Ok(entry.slot(side).replace(handle));
+                }
+            }
+        }
+        self.set(fd, side, handle)
+    }
+
+    /// Parks `handle` (a finished operation of socket `owner`): it stays
+    /// registered but counts as removed. Returns false if `handle` is no
+    /// longer the watcher of that side.
+    pub fn park(&self, fd: RawFd, side: Side, handle: &HandleRef, owner: usize) -> bool {
+        let mut fds = self.fds.lock();
+        let Some(entry) = fds.get_mut(&fd) else {
+            return false;
+        };
+        let ours = matches!(entry.slot(side), Some(h) if h.as_py().is(handle.as_py()));
+        if !ours {
+            return false;
+        }
+        let other = match side {
+            Side::Read => 2,
+            Side::Write => 1,
+        };
+        if entry.parked & other != 0 && entry.owner != owner {
+            return false;
+        }
+        entry.parked |= side_bit(side);
+        entry.owner = owner;
+        true
+    }
+
+    /// Removes the watcher of `side` only if it is `handle`.
+    pub fn remove_if(&self, fd: RawFd, side: Side, handle: &HandleRef) -> Option<HandleRef> {
+        let ours = {
+            let mut fds = self.fds.lock();
+            match fds.get_mut(&fd) {
+                Some(entry) => matches!(entry.slot(side), Some(h) if h.as_py().is(handle.as_py())),
+                None => false,
+            }
+        };
+        if ours {
+            self.remove_any(fd, side)
+        } else {
+            None
+        }
+    }
+
+    /// Removes the reader or writer of `fd`, returning it if there was one
+    /// (a parked one is unregistered but not reported).
+    pub fn remove(&self, py: Python<'_>, fd: RawFd, side: Side) -> Option<HandleRef> {
+        let parked = self
+            .fds
+            .lock()
+            .get(&fd)
+            .is_some_and(|e| e.parked & side_bit(side) != 0);
+        let old = self.remove_any(fd, side);
+        if parked {
+            // Release the parked operation quietly: nothing "was removed".
+            if let Some(h) = old {
+                h.core().cancel(py);
+                h.release_ref(py);
+            }
+            return None;
+        }
+        old
+    }
+
+    fn remove_any(&self, fd: RawFd, side: Side) -> Option<HandleRef> {
         self.changed.store(true, Ordering::Relaxed);
         let mut fds = self.fds.lock();
         let entry = fds.get_mut(&fd)?;
-        let old = match side {
-            Side::Read => entry.reader.take(),
-            Side::Write => entry.writer.take(),
-        };
+        entry.parked &= !side_bit(side);
+        let old = entry.slot(side).take();
         let interest = entry.interest();
         if interest == 0 {
             fds.remove(&fd);
@@ -143,7 +246,11 @@ impl Reactor {
         self.fds
             .lock()
             .get(&fd)
-            .map(|e| u32::from(e.reader.is_some()) | (u32::from(e.writer.is_some()) << 1))
+            .map(|e| {
+                u32::from(e.reader.is_some() && e.parked & 1 == 0)
+                    | (u32::from(e.writer.is_some() && e.parked & 2 == 0) << 1)
+            })
+            .filter(|ev| *ev != 0)
     }
 
     /// Polls once. `timeout_ms` < 0 blocks, 0 returns at once. The GIL is
@@ -209,7 +316,9 @@ impl Reactor {
             }
         }
         for (fd, side) in cancelled {
-            drop(self.remove(fd, side));
+            if let Some(h) = self.remove(py, fd, side) {
+                h.release_ref(py);
+            }
         }
         if full && buf.len() < MAX_EVENTS {
             let grown = (buf.len() * 2).min(MAX_EVENTS);

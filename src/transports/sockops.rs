@@ -1,0 +1,332 @@
+//! The hot `loop.sock_*` operations: `sock_recv`, `sock_recv_into`,
+//! `sock_sendall`.
+//!
+//! Each is asyncio's algorithm with the syscalls and the wait in Rust: try
+//! the operation at once; if the socket is not ready, return a future and
+//! watch the fd with a [`SockOp`] (the watcher is the op object itself, so
+//! no bound method or handle arguments are built). The op retries on each
+//! readiness, settles the future, and stops watching as soon as it is done
+//! or its future is cancelled (it is also the future's done callback, as
+//! asyncio's `_sock_read_done`/`_sock_write_done` are).
+//!
+//! The Python methods (`ferrio/_sockets.py`) keep asyncio's argument checks
+//! (SSL sockets, debug-mode blocking check) and call these functions, which
+//! return the result directly when the syscall succeeded at once, else a
+//! future to await.
+
+use std::os::fd::RawFd;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyBytes;
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::buffer::{self, RawBuf, Read};
+use crate::event_loop::Loop;
+use crate::handles::HandleRef;
+use crate::reactor::Side;
+
+static ENSURE_NO_TRANSPORT: PyOnceLock<Py<pyo3::types::PyString>> = PyOnceLock::new();
+
+enum Kind {
+    Recv(usize),
+    RecvInto(Py<PyAny>),
+    /// Data not sent yet (copied: the caller may reuse its buffer).
+    SendAll(Vec<u8>, usize),
+}
+
+/// A pending socket operation: the fd watcher and the future's done
+/// callback.
+#[pyclass(module = "ferrio._ferrio", name = "SockOp", frozen)]
+pub struct SockOp {
+    lp: Py<Loop>,
+    fd: RawFd,
+    side: Side,
+    fut: Py<PyAny>,
+    /// The socket object (kept alive: its address is the owner identity of
+    /// a parked registration, see `Reactor::rearm`).
+    sock: Py<PyAny>,
+    kind: Mutex<Option<Kind>>,
+    /// The watcher handle, to tell "still ours" from "replaced by a later
+    /// add_reader/add_writer" when stopping (asyncio checks the handle's
+    /// `cancelled()` for the same reason).
+    handle: Mutex<Option<HandleRef>>,
+}
+
+fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
+    e.is_instance_of::<PyKeyboardInterrupt>(py) || e.is_instance_of::<PySystemExit>(py)
+}
+
+fn fileno(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    sock.call_method0("fileno")?.extract()
+}
+
+static BASE_CREATE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static FUTURE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `loop.create_future()`. When the loop's class keeps asyncio's own
+/// `create_future` (`futures.Future(loop=self)`), the C Future is made
+/// directly; a subclass that overrides it is honoured.
+fn new_future<'py>(lp: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = lp.py();
+    let base = BASE_CREATE_FUTURE.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        let be = py.import("asyncio.base_events")?;
+        Ok(be
+            .getattr("BaseEventLoop")?
+            .getattr("__dict__")?
+            .get_item("create_future")?
+            .unbind())
+    })?;
+    let mine = lp.get_type().getattr("create_future")?;
+    if mine.is(base.bind(py)) {
+        let ft = FUTURE_TYPE.import(py, "asyncio.futures", "Future")?;
+        let kw = pyo3::types::PyDict::new(py);
+        kw.set_item("loop", lp)?;
+        return ft.call((), Some(&kw));
+    }
+    lp.call_method0("create_future")
+}
+
+/// asyncio's `_ensure_fd_no_transport(fd)`: raises if a transport owns
+/// `fd`. The common case (no transport) is one C dict lookup in the
+/// `WeakValueDictionary`'s `data`; otherwise asyncio's own method decides.
+fn ensure_fd_no_transport(lp: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<()> {
+    let py = lp.py();
+    if let Ok(transports) = lp.getattr("_transports") {
+        if let Ok(data) = transports.getattr("data") {
+            if let Ok(d) = data.cast::<pyo3::types::PyDict>() {
+                if !d.contains(fd)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let name = ENSURE_NO_TRANSPORT.get_or_init(py, || {
+        pyo3::types::PyString::intern(py, "_ensure_fd_no_transport").unbind()
+    });
+    lp.call_method1(name.bind(py), (fd,)).map(drop)
+}
+
+impl SockOp {
+    /// Registers `op` for `side` of `fd`, after asyncio's
+    /// `_ensure_fd_no_transport` check, and makes it the future's done
+    /// callback.
+    fn start<'py>(
+        lp: &Bound<'py, Loop>,
+        sock: &Bound<'py, PyAny>,
+        fd: RawFd,
+        side: Side,
+        kind: Kind,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = lp.py();
+        let fut = new_future(lp.as_any())?;
+        ensure_fd_no_transport(lp.as_any(), fd)?;
+        let op = Bound::new(
+            py,
+            SockOp {
+                lp: lp.clone().unbind(),
+                fd,
+                side,
+                fut: fut.clone().unbind(),
+                sock: sock.clone().unbind(),
+                kind: Mutex::new(Some(kind)),
+                handle: Mutex::new(None),
+            },
+        )?;
+        let owner = sock.as_ptr() as usize;
+        let h = lp.get().rearm_handle(fd, side, op.as_any(), owner)?;
+        let old = op.get().handle.lock().replace(h);
+        drop(old);
+        fut.call_method1("add_done_callback", (&op,))?;
+        Ok(fut)
+    }
+
+    /// Stops watching if the registered watcher is still this op's.
+    fn stop(&self, py: Python<'_>) {
+        let h = self.handle.lock().take();
+        if let Some(h) = h {
+            self.lp.get().unwatch_if(py, self.fd, self.side, &h);
+            h.release_ref(py);
+        }
+    }
+
+    /// The operation finished: leave the registration parked for the next
+    /// operation on this socket (no epoll_ctl pair per operation). If the
+    /// fd turns ready while parked, the op runs once more, sees its future
+    /// done and really unregisters.
+    fn finish(&self, py: Python<'_>) {
+        let old = self.kind.lock().take();
+        drop(old);
+        let h = self.handle.lock().take();
+        if let Some(h) = h {
+            let owner = self.sock.as_ptr() as usize;
+            if self.lp.get().park(self.fd, self.side, &h, owner) {
+                // Keep our identity: a spurious wakeup must find it.
+                *self.handle.lock() = Some(h);
+            } else {
+                h.release_ref(py);
+            }
+        }
+    }
+
+    /// One attempt; Some(result) when the operation finished.
+    fn attempt(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let mut kind = self.kind.lock();
+        match kind.as_mut() {
+            None => Ok(None),
+            Some(Kind::Recv(n)) => {
+                let n = *n;
+                match buffer::recv_bytes(py, self.fd, n, &mut [], true)? {
+                    Read::WouldBlock => Ok(None),
+                    Read::Eof => Ok(Some(PyBytes::new(py, b"").into_any().unbind())),
+                    Read::Data(d) => Ok(Some(d.unbind())),
+                }
+            }
+            Some(Kind::RecvInto(buf)) => {
+                let buf = buf.clone_ref(py);
+                drop(kind);
+                let view = RawBuf::get(buf.bind(py), true)?;
+                Ok(buffer::recv(self.fd, view.as_mut_ptr(), view.len())?
+                    .map(|n| n.into_pyobject(py).map(|o| o.into_any().unbind()))
+                    .transpose()?)
+            }
+            Some(Kind::SendAll(data, off)) => {
+                let n = buffer::send(self.fd, &data[*off..])?;
+                *off += n;
+                if *off == data.len() {
+                    Ok(Some(py.None()))
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl SockOp {
+    /// Called with no argument when the fd is ready, and with the future
+    /// when it is done.
+    #[pyo3(signature = (*args))]
+    fn __call__(&self, py: Python<'_>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        if !args.is_empty() {
+            // Done callback: a finished op is parked already; a cancelled
+            // (or externally completed) one stops watching.
+            let pending = self.kind.lock().take();
+            if pending.is_some() {
+                drop(pending);
+                self.stop(py);
+            }
+            return Ok(());
+        }
+        let fut = self.fut.bind(py);
+        if self.kind.lock().is_none() || fut.call_method0("done")?.is_truthy()? {
+            // Ready while parked, or cancelled meanwhile: unregister now.
+            let old = self.kind.lock().take();
+            drop(old);
+            self.stop(py);
+            return Ok(());
+        }
+        match self.attempt(py) {
+            Ok(None) => Ok(()),
+            Ok(Some(res)) => {
+                self.finish(py);
+                fut.call_method1("set_result", (res,)).map(drop)
+            }
+            Err(e) if is_fatal(py, &e) => Err(e),
+            Err(e) => {
+                self.stop(py);
+                fut.call_method1("set_exception", (e.into_value(py),))
+                    .map(drop)
+            }
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.lp)?;
+        visit.call(&self.fut)?;
+        visit.call(&self.sock)?;
+        if let Some(k) = self.kind.try_lock() {
+            if let Some(Kind::RecvInto(b)) = k.as_ref() {
+                visit.call(b)?;
+            }
+        }
+        if let Some(h) = self.handle.try_lock() {
+            if let Some(h) = h.as_ref() {
+                visit.call(h.as_py())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `sock.recv(n)` now, else a future of it.
+#[pyfunction]
+pub fn sock_recv(lp: &Bound<'_, Loop>, sock: &Bound<'_, PyAny>, n: isize) -> PyResult<Py<PyAny>> {
+    let py = lp.py();
+    if n < 0 {
+        return Err(PyValueError::new_err("negative buffersize in recv"));
+    }
+    let n = n as usize;
+    let fd = fileno(sock)?;
+    match buffer::recv_bytes(py, fd, n, &mut [], true)? {
+        Read::Data(d) => Ok(d.unbind()),
+        Read::Eof => Ok(PyBytes::new(py, b"").into_any().unbind()),
+        Read::WouldBlock => {
+            SockOp::start(lp, sock, fd, Side::Read, Kind::Recv(n)).map(Bound::unbind)
+        }
+    }
+}
+
+/// `sock.recv_into(buf)` now (an int), else a future of it.
+#[pyfunction]
+pub fn sock_recv_into(
+    lp: &Bound<'_, Loop>,
+    sock: &Bound<'_, PyAny>,
+    buf: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let py = lp.py();
+    let fd = fileno(sock)?;
+    let got = {
+        let view = RawBuf::get(buf, true)?;
+        buffer::recv(fd, view.as_mut_ptr(), view.len())?
+    };
+    match got {
+        Some(n) => Ok(n.into_pyobject(py)?.into_any().unbind()),
+        None => SockOp::start(
+            lp,
+            sock,
+            fd,
+            Side::Read,
+            Kind::RecvInto(buf.clone().unbind()),
+        )
+        .map(Bound::unbind),
+    }
+}
+
+/// Sends all of `data`: None when the kernel took it at once, else a
+/// future that completes when the rest is sent.
+#[pyfunction]
+pub fn sock_sendall(
+    lp: &Bound<'_, Loop>,
+    sock: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let py = lp.py();
+    let fd = fileno(sock)?;
+    let view = RawBuf::get(data, false)?;
+    let bytes = view.as_slice();
+    let n = if bytes.is_empty() {
+        0
+    } else {
+        buffer::send(fd, bytes)?
+    };
+    if n == bytes.len() {
+        return Ok(py.None());
+    }
+    let rest = bytes[n..].to_vec();
+    drop(view);
+    SockOp::start(lp, sock, fd, Side::Write, Kind::SendAll(rest, 0)).map(Bound::unbind)
+}
