@@ -26,8 +26,20 @@ impl RawBuf {
         // that PyObject_GetBuffer fills (or leaves untouched on error).
         let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) };
         if rc != 0 {
-            return Err(PyErr::take(obj.py())
-                .unwrap_or_else(|| PyBufferError::new_err("object does not expose a buffer")));
+            let py = obj.py();
+            let err = PyErr::take(py)
+                .unwrap_or_else(|| PyBufferError::new_err("object does not expose a buffer"));
+            if writable && err.is_instance_of::<PyBufferError>(py) {
+                // What socket.recv_into raises for a read-only buffer.
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "a read-write bytes-like object is required, not '{}'",
+                    obj.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                )));
+            }
+            return Err(err);
         }
         Ok(RawBuf { view })
     }

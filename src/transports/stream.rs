@@ -46,6 +46,10 @@ use crate::reactor::Side;
 const MAX_SIZE: usize = 256 * 1024;
 /// Reads up to this size go through the per-thread scratch buffer.
 const SCRATCH_SIZE: usize = 64 * 1024;
+/// After a read of at least this size, the next read goes straight into a
+/// `bytes` object (copying big chunks out of the scratch costs more than
+/// the allocation it saves).
+const BIG_READ: usize = 8 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -306,7 +310,7 @@ impl StreamTransport {
         };
         // Switch between scratch and in-place reads by the last size.
         let n = data.len().unwrap_or(0);
-        let want_big = n >= SCRATCH_SIZE;
+        let want_big = n >= BIG_READ;
         if want_big != big {
             me.st.lock().big_reads = want_big;
         }
