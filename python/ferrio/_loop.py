@@ -30,7 +30,7 @@ import weakref
 from asyncio import base_events, coroutines, events, selector_events, unix_events
 from asyncio.log import logger
 
-from . import _ferrio, _sockets, _transports
+from . import _dns, _ferrio, _sockets, _transports
 
 __all__ = ["Loop"]
 
@@ -179,7 +179,6 @@ _BORROWED = {
         "run_in_executor",
         "set_default_executor",
         "_check_default_executor",
-        "getaddrinfo",
         "getnameinfo",
         "_getaddrinfo_debug",
         "get_exception_handler",
@@ -270,6 +269,7 @@ del _cls, _names, _name, _fn
 
 # Stream sockets get ferrio's native transport.
 Loop._make_socket_transport = _transports.make_socket_transport
+Loop.getaddrinfo = _dns.getaddrinfo
 # The per-packet sock_* methods are native (see _sockets.py).
 Loop.sock_recv = _sockets.sock_recv
 Loop.sock_recv_into = _sockets.sock_recv_into
