@@ -6,6 +6,7 @@ protocol methods, protocol swaps). Differential: each runs on both loops.
 import asyncio
 import socket
 import struct
+import sys
 
 import pytest
 
@@ -512,3 +513,52 @@ def test_unclosed_transport_resource_warning(loop):
     with pytest.warns(ResourceWarning, match="unclosed transport"):
         tr.__del__()
     peer.close()
+
+
+def _tls_contexts():
+    utils = pytest.importorskip("test.test_asyncio.utils", reason="CPython's test package (for its test certificate)")
+    return utils.simple_server_sslcontext(), utils.simple_client_sslcontext()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is 3.11+")
+def test_tls_streams_and_start_tls(loop):
+    server_ctx, client_ctx = _tls_contexts()
+
+    async def handle(r, w):
+        line = await r.readline()
+        if line == b"STARTTLS\n":
+            w.write(b"GO\n")
+            await w.drain()
+            await w.start_tls(server_ctx)
+            line = await r.readline()
+        w.write(line.upper())
+        await w.drain()
+        w.close()
+
+    async def main():
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = srv.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+        w.write(b"over tls\n")
+        first = await r.readline()
+        cipher = w.get_extra_info("cipher")
+        w.close()
+        await w.wait_closed()
+        srv.close()
+        await srv.wait_closed()
+        # plain connection upgraded in place (asyncpg and SMTP do this)
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"STARTTLS\n")
+        go = await r.readline()
+        await w.start_tls(client_ctx)
+        w.write(b"upgraded\n")
+        second = await r.readline()
+        w.close()
+        await w.wait_closed()
+        srv.close()
+        await srv.wait_closed()
+        return first, cipher is not None, go, second
+
+    assert loop.run_until_complete(main()) == (b"OVER TLS\n", True, b"GO\n", b"UPGRADED\n")

@@ -225,3 +225,18 @@ def make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, serv
     create_connection, create_server, connect_accepted_socket and the
     Unix variants."""
     return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+
+def make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
+                       server_hostname=None, extra=None, server=None, **timeouts):
+    """``loop._make_ssl_transport``: asyncio's TLS protocol (``SSLProtocol``,
+    the stdlib ``ssl`` module's memory BIO) over ferrio's native socket
+    transport. ``timeouts`` are the handshake/shutdown timeouts the running
+    Python's ``SSLProtocol`` accepts."""
+    from asyncio import sslproto
+
+    ssl_protocol = sslproto.SSLProtocol(
+        self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+    )
+    SocketTransport(self, rawsock, ssl_protocol, None, extra, server)
+    return ssl_protocol._app_transport
