@@ -113,6 +113,21 @@ pub fn recv_bytes<'py>(
             Some(n) => Read::Data(pyo3::types::PyBytes::new(py, &scratch[..n]).into_any()),
         });
     }
+    // Size the object by what is queued (FIONREAD): a `max`-sized buffer
+    // shrunk afterwards leaves large freed chunks that make glibc trim and
+    // re-fault heap pages on every read.
+    let mut avail: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the pointer we pass.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail as *mut libc::c_int) };
+    let max = if rc == 0 && avail > 0 {
+        (avail as usize).min(max)
+    } else if !scratch.is_empty() {
+        // Nothing queued (EOF, an error, or not a stream socket): let the
+        // small path read it.
+        return recv_bytes(py, fd, max, scratch, false);
+    } else {
+        max
+    };
     let size = ffi::Py_ssize_t::try_from(max).unwrap_or(ffi::Py_ssize_t::MAX);
     // SAFETY: GIL held; a NULL source makes an uninitialised bytes object of
     // `size` bytes, which we own (new reference) and fill before exposing.
