@@ -38,7 +38,7 @@ def test_py_typed_present():
 
 def test_stub_matches_module():
     stubs = stub_classes()
-    for name in ("Loop", "Handle", "TimerHandle"):
+    for name in ("Loop", "Handle", "TimerHandle", "StreamTransport", "SockOp"):
         cls = getattr(_ferrio, name)
         declared = set()
         # a class's stub also covers what it inherits from its stubbed bases
@@ -49,3 +49,10 @@ def test_stub_matches_module():
         extra = {n for n in declared - actual if not (n.startswith("__") and n.endswith("__"))}
         assert not missing, f"{name}: not in the stub: {sorted(missing)}"
         assert not extra, f"{name}: in the stub but not in the module: {sorted(extra)}"
+
+
+def test_stub_module_functions():
+    tree = ast.parse(open(STUB).read())
+    declared = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    actual = {n for n, v in vars(_ferrio).items() if callable(v) and not isinstance(v, type) and not n.startswith("_")}
+    assert declared == actual

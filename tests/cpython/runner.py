@@ -68,19 +68,11 @@ MODULES = [
 ]
 
 # Tests that exercise asyncio internals rather than loop behaviour, by
-# "Class.method" or "Class" (module-relative). Reasons from CONFORMANCE.md.
-EXCLUDED: Dict[str, Dict[str, str]] = {
-    "test_events": {
-        "PolicyTests": "tests asyncio's policy classes, not the loop",
-        "HandleTests": "tests asyncio.Handle's Python implementation",
-        "TimerTests": "tests asyncio.TimerHandle's Python implementation",
-        "test_timeout_rounding": "replaces loop._run_once with a mock",
-        "test_internal_fds": "counts selector-loop internal fds",
-        "test_create_server_multiple_hosts_ipv4": "mocks base_events.socket",
-        "test_create_server_multiple_hosts_ipv6": "mocks base_events.socket",
-        "test_prompt_cancellation": "patches loop._stop_serving internals",
-    },
-}
+# "Class.method" or "Class" (module-relative), each with its reason. Empty:
+# CONFORMANCE.md's test_events exclusions (policy/handle classes, mocked
+# internals) all pass on ferrio since the native transports landed, so the
+# whole module runs.
+EXCLUDED: Dict[str, Dict[str, str]] = {}
 
 _SELECTOR_CLASSES = [
     "EPollEventLoopTests",
@@ -129,7 +121,9 @@ def _adapt_test_events(mod) -> None:
 
     base = getattr(mod, "UnixEventLoopTestsMixin", mod.EventLoopTestsMixin)
 
-    class LoopEventLoopTests(base, test_utils.TestCase):
+    # As the selector classes it replaces: the event-loop tests plus the
+    # subprocess tests (SubprocessTestsMixin).
+    class LoopEventLoopTests(base, mod.SubprocessTestsMixin, test_utils.TestCase):
         def create_event_loop(self):
             return asyncio.new_event_loop()
 
