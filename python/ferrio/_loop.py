@@ -217,7 +217,6 @@ _BORROWED = {
         "_close_self_pipe",
         "_read_from_self",
         # networking on ferrio's native fd watching (interim, see module doc)
-        "_make_datagram_transport",
         "_start_serving",
         "_accept_connection",
         "_accept_connection2",
@@ -269,6 +268,7 @@ del _cls, _names, _name, _fn
 # Stream sockets get ferrio's native transport.
 Loop._make_socket_transport = _transports.make_socket_transport
 Loop._make_ssl_transport = _transports.make_ssl_transport
+Loop._make_datagram_transport = _transports.make_datagram_transport
 Loop.getaddrinfo = _dns.getaddrinfo
 # The per-packet sock_* methods are native (see _sockets.py).
 Loop.sock_recv = _sockets.sock_recv

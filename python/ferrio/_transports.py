@@ -21,25 +21,31 @@ some libraries read them.
 from __future__ import annotations
 
 import selectors
+import sys
 import warnings
 from asyncio import base_events, constants, futures, transports, trsock
 
 from . import _ferrio
 
-__all__ = ["SocketTransport", "make_socket_transport"]
+__all__ = [
+    "DatagramTransport",
+    "SocketTransport",
+    "make_datagram_transport",
+    "make_socket_transport",
+    "make_ssl_transport",
+]
 
 
-class SocketTransport(transports._FlowControlMixin, transports.Transport):
-    """A TCP or Unix stream socket transport (asyncio.Transport)."""
+class _NativeTransport(transports._FlowControlMixin, transports.BaseTransport):
+    """What the stream and datagram wrappers share: the extra-info dict,
+    ``repr``, the ResourceWarning, and forwarding to the Rust core
+    (``self._core``). The flow-control state lives in the core; the mixin
+    is a base for isinstance checks (``loop.sendfile``'s fallback requires
+    it) and its slots are shadowed by the properties below."""
 
-    _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     max_size = 256 * 1024
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        # BaseTransport's init only: the flow-control state lives in the core
-        # (the mixin is a base for isinstance checks, e.g. loop.sendfile's
-        # fallback, and its slots are shadowed by the properties below).
+    def _setup(self, loop, sock, extra):
         transports.BaseTransport.__init__(self, extra)
         self._extra["socket"] = trsock.TransportSocket(sock)
         try:
@@ -53,22 +59,12 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
                 self._extra["peername"] = None
         self._loop = loop
         self._sock_fd = sock.fileno()
-        core = _ferrio.StreamTransport(loop, self, sock, protocol, server)
-        self._core = core
-        # The hot methods are the core's: no Python frame per call.
-        self.write = core.write
-        self.writelines = core.writelines
-        self.is_closing = core.is_closing
-        if server is not None:
-            if _ATTACH_TAKES_TRANSPORT:
-                server._attach(self)
-            else:
-                server._attach()
+
+    def _start(self, loop, protocol, waiter):
         loop._transports[self._sock_fd] = self
-        base_events._set_nodelay(sock)
         loop.call_soon(protocol.connection_made, self)
         # only start reading when connection_made() has been called
-        loop.call_soon(core._start_reading)
+        loop.call_soon(self._core._start_reading)
         if waiter is not None:
             # only wake up the waiter when connection_made() has been called
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
@@ -96,7 +92,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             sock.close()
 
-    # -- state asyncio's transport exposes as attributes ------------------
+    # -- state asyncio's transports expose as attributes ------------------
 
     @property
     def _sock(self):
@@ -115,22 +111,6 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         return self._core._conn_lost
 
     @property
-    def _paused(self):
-        return self._core._paused
-
-    @property
-    def _eof(self):
-        return self._core._eof
-
-    @property
-    def _server(self):
-        return self._core._server
-
-    @property
-    def _empty_waiter(self):
-        return self._core._empty_waiter
-
-    @property
     def _protocol_paused(self):
         return self._core._protocol_paused
 
@@ -142,22 +122,10 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def _low_water(self):
         return self._core.get_write_buffer_limits()[0]
 
-    # -- the Transport API (hot methods are replaced per instance) --------
-
-    def write(self, data):
-        self._core.write(data)
-
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
+    # -- the BaseTransport API (is_closing is replaced per instance) -------
 
     def is_closing(self):
         return self._core.is_closing()
-
-    def write_eof(self):
-        self._core.write_eof()
-
-    def can_write_eof(self):
-        return True
 
     def close(self):
         self._core.close()
@@ -199,7 +167,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
         self._core._set_write_buffer_limits(int(high), int(low))
 
-    # -- internals used by asyncio's sendfile / TLS code -------------------
+    # -- internals used by asyncio's own code -------------------------------
 
     def _force_close(self, exc):
         self._core._force_close(exc)
@@ -210,12 +178,88 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def _call_connection_lost(self, exc):
         self._core._call_connection_lost(exc)
 
+
+class SocketTransport(_NativeTransport, transports.Transport):
+    """A TCP or Unix stream socket transport (asyncio.Transport)."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        self._setup(loop, sock, extra)
+        core = _ferrio.StreamTransport(loop, self, sock, protocol, server)
+        self._core = core
+        # The hot methods are the core's: no Python frame per call.
+        self.write = core.write
+        self.writelines = core.writelines
+        self.is_closing = core.is_closing
+        if server is not None:
+            if _ATTACH_TAKES_TRANSPORT:
+                server._attach(self)
+            else:
+                server._attach()
+        base_events._set_nodelay(sock)
+        self._start(loop, protocol, waiter)
+
+    @property
+    def _paused(self):
+        return self._core._paused
+
+    @property
+    def _eof(self):
+        return self._core._eof
+
+    @property
+    def _server(self):
+        return self._core._server
+
+    @property
+    def _empty_waiter(self):
+        return self._core._empty_waiter
+
+    def write(self, data):
+        self._core.write(data)
+
+    def writelines(self, list_of_data):
+        self._core.writelines(list_of_data)
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()
 
     def _reset_empty_waiter(self):
         self._core._reset_empty_waiter()
 
+
+class DatagramTransport(_NativeTransport, transports.DatagramTransport):
+    """A UDP or Unix datagram transport (asyncio.DatagramTransport);
+    ``sendto`` is the core's bound method."""
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        self._setup(loop, sock, extra)
+        core = _ferrio.DatagramTransport(
+            loop, self, sock, protocol, address, bool(self._extra["peername"]), _DATAGRAM_HEADER
+        )
+        self._core = core
+        self.sendto = core.sendto
+        self.is_closing = core.is_closing
+        self._start(loop, protocol, waiter)
+
+    @property
+    def _address(self):
+        return self._core._address
+
+    def sendto(self, data, addr=None):
+        self._core.sendto(data, addr)
+
+
+# 3.13 sends empty datagrams and counts 8 header bytes per queued one.
+_DATAGRAM_HEADER = 8 if sys.version_info >= (3, 13) else 0
 
 _ATTACH_TAKES_TRANSPORT = base_events.Server._attach.__code__.co_argcount > 1
 
@@ -240,3 +284,8 @@ def make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, serv
     )
     SocketTransport(self, rawsock, ssl_protocol, None, extra, server)
     return ssl_protocol._app_transport
+
+
+def make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+    """``loop._make_datagram_transport``, used by create_datagram_endpoint."""
+    return DatagramTransport(self, sock, protocol, address, waiter, extra)

@@ -3,7 +3,10 @@
 //! - `stream.rs`: `StreamTransport`, the core of the TCP/Unix stream socket
 //!   transport (reads, writes, flow control, close/abort).
 //! - `writebuf.rs`: the write queue (bytes kept by reference, `writev`).
+//! - `datagram.rs`: `DatagramTransport`, the core of the UDP/Unix datagram
+//!   transport.
 //! - `sockops.rs`: `sock_recv`, `sock_recv_into`, `sock_sendall`.
+//! - `common.rs`: error reporting and flow-control calls shared by cores.
 //! - `buffer.rs`: buffer-protocol views and `recv`/`send` helpers.
 //!
 //! Each core is wrapped by a Python class in `ferrio/_transports.py` that
@@ -11,6 +14,8 @@
 //! out a PyO3 subclass) and does the per-connection setup in Python.
 
 pub mod buffer;
+pub mod common;
+pub mod datagram;
 pub mod sockops;
 pub mod stream;
 pub mod writebuf;
@@ -20,6 +25,7 @@ use pyo3::prelude::*;
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::StreamTransport>()?;
     m.add_class::<sockops::SockOp>()?;
+    m.add_class::<datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(sockops::sock_recv, m)?)?;
     m.add_function(wrap_pyfunction!(sockops::sock_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sockops::sock_sendall, m)?)?;

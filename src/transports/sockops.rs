@@ -17,13 +17,14 @@
 use std::os::fd::RawFd;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::buffer::{self, RawBuf, Read};
+use super::common::is_fatal;
 use crate::event_loop::Loop;
 use crate::handles::HandleRef;
 use crate::reactor::Side;
@@ -53,10 +54,6 @@ pub struct SockOp {
     /// add_reader/add_writer" when stopping (asyncio checks the handle's
     /// `cancelled()` for the same reason).
     handle: Mutex<Option<HandleRef>>,
-}
-
-fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
-    e.is_instance_of::<PyKeyboardInterrupt>(py) || e.is_instance_of::<PySystemExit>(py)
 }
 
 fn fileno(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {

@@ -30,16 +30,16 @@ use std::cell::RefCell;
 use std::os::fd::RawFd;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::buffer::{self, RawBuf, Read};
+use super::common::{self, cloned, none_or, report_fatal, Life};
 use super::writebuf::WriteBuffer;
 use crate::event_loop::Loop;
-use crate::pyhelpers;
 use crate::reactor::Side;
 
 /// asyncio's `_SelectorTransport.max_size`: the most one `recv` asks for.
@@ -50,18 +50,12 @@ const SCRATCH_SIZE: usize = 64 * 1024;
 /// `bytes` object (copying big chunks out of the scratch costs more than
 /// the allocation it saves).
 const BIG_READ: usize = 8 * 1024;
-/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
-    e.is_instance_of::<PyKeyboardInterrupt>(py) || e.is_instance_of::<PySystemExit>(py)
-}
 
 /// The protocol and its bound methods, cached when it is set.
 #[derive(Default)]
@@ -124,13 +118,8 @@ struct State {
     transport: Option<Py<PyAny>>,
     empty_waiter: Option<Py<PyAny>>,
     wbuf: WriteBuffer,
-    conn_lost: u32,
-    closing: bool,
-    paused: bool,
+    life: Life,
     eof: bool,
-    protocol_paused: bool,
-    high_water: usize,
-    low_water: usize,
     /// The last read filled the scratch buffer: read big ones in place.
     big_reads: bool,
 }
@@ -142,25 +131,9 @@ pub struct StreamTransport {
     st: Mutex<State>,
 }
 
-/// A cloned reference out of the state, taken under the lock.
-fn cloned(py: Python<'_>, o: &Option<Py<PyAny>>) -> Option<Py<PyAny>> {
-    o.as_ref().map(|o| o.clone_ref(py))
-}
-
-fn none_or<'py>(py: Python<'py>, o: Option<Py<PyAny>>) -> Bound<'py, PyAny> {
-    match o {
-        Some(o) => o.into_bound(py),
-        None => py.None().into_bound(py),
-    }
-}
-
 impl StreamTransport {
     fn lp(&self) -> &Loop {
         self.lp.get()
-    }
-
-    fn is_reading_locked(st: &State) -> bool {
-        !st.closing && !st.paused
     }
 
     /// asyncio's `_fatal_error`: report (OSErrors only in debug mode), then
@@ -168,120 +141,53 @@ impl StreamTransport {
     /// propagate to the loop.
     fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
-        if is_fatal(py, &err) {
-            return Err(err);
-        }
-        let exc = err.into_value(py).into_any();
         let (transport, protocol) = {
             let st = slf.get().st.lock();
             (cloned(py, &st.transport), cloned(py, &st.proto.obj))
         };
-        pyhelpers::call_helper(
-            py,
-            "transport_fatal_error",
-            (
-                slf.get().lp.bind(py),
-                none_or(py, transport),
-                none_or(py, protocol),
-                &exc,
-                message,
-            ),
-        )?;
-        Self::force_close(slf, exc.into_bound(py))
+        let exc = report_fatal(slf.get().lp.bind(py), err, transport, protocol, message)?;
+        Self::force_close(slf, exc)
     }
 
     /// asyncio's `_force_close(exc)`.
     fn force_close(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
         let me = slf.get();
         let (dropped, had_buffer, stop_reading) = {
             let mut st = me.st.lock();
-            if st.conn_lost > 0 {
+            let Some(stop) = st.life.force_close() else {
                 return Ok(());
-            }
+            };
             let had = !st.wbuf.is_empty();
-            let dropped = st.wbuf.take_all();
-            let stop = !st.closing;
-            st.closing = true;
-            st.conn_lost += 1;
-            (dropped, had, stop)
+            (st.wbuf.take_all(), had, stop)
         };
         drop(dropped);
-        if had_buffer {
-            me.lp().unwatch(py, me.fd, Side::Write);
-        }
-        if stop_reading {
-            me.lp().unwatch(py, me.fd, Side::Read);
-        }
-        let cb = slf.getattr("_call_connection_lost")?;
-        me.lp().soon(&cb, &PyTuple::new(py, [exc])?)
+        common::schedule_lost(slf.as_any(), me.lp(), me.fd, stop_reading, had_buffer, exc)
     }
 
-    fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// `pause_writing()` (pause) or `resume_writing()` if the buffer
+    /// crossed a water mark.
+    fn flow(slf: &Bound<'_, Self>, pause: bool) -> PyResult<()> {
         let py = slf.py();
         let (proto, transport) = {
             let mut st = slf.get().st.lock();
-            if st.wbuf.len() <= st.high_water || st.protocol_paused {
+            let size = st.wbuf.len();
+            if !st.life.flow(size, pause) {
                 return Ok(());
             }
-            st.protocol_paused = true;
             (cloned(py, &st.proto.obj), cloned(py, &st.transport))
         };
-        Self::flow_call(slf, proto, transport, "pause_writing")
-    }
-
-    fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let (proto, transport) = {
-            let mut st = slf.get().st.lock();
-            if !st.protocol_paused || st.wbuf.len() > st.low_water {
-                return Ok(());
-            }
-            st.protocol_paused = false;
-            (cloned(py, &st.proto.obj), cloned(py, &st.transport))
+        let method = if pause {
+            "pause_writing"
+        } else {
+            "resume_writing"
         };
-        Self::flow_call(slf, proto, transport, "resume_writing")
-    }
-
-    fn flow_call(
-        slf: &Bound<'_, Self>,
-        proto: Option<Py<PyAny>>,
-        transport: Option<Py<PyAny>>,
-        method: &str,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let proto = none_or(py, proto);
-        if let Err(e) = proto.call_method0(method) {
-            if is_fatal(py, &e) {
-                return Err(e);
-            }
-            pyhelpers::call_helper(
-                py,
-                "protocol_call_failed",
-                (
-                    slf.get().lp.bind(py),
-                    none_or(py, transport),
-                    &proto,
-                    e.into_value(py),
-                    format!("protocol.{method}() failed"),
-                ),
-            )?;
-        }
-        Ok(())
+        common::flow_call(slf.get().lp.bind(py), proto, transport, method)
     }
 
     fn debug_log(slf: &Bound<'_, Self>, message: &str) -> PyResult<()> {
         let py = slf.py();
-        if !slf.get().lp().is_debug() {
-            return Ok(());
-        }
         let transport = cloned(py, &slf.get().st.lock().transport);
-        pyhelpers::call_helper(
-            py,
-            "transport_debug",
-            (slf.get().lp.bind(py), message, none_or(py, transport)),
-        )?;
-        Ok(())
+        common::debug_log(slf.get().lp.bind(py), transport, message)
     }
 
     fn shutdown_write(&self) -> PyResult<()> {
@@ -413,14 +319,9 @@ impl StreamTransport {
         let py = slf.py();
         let me = slf.get();
         let mut st = me.st.lock();
-        if st.conn_lost > 0 {
-            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            st.conn_lost += 1;
+        if let Some(warn) = st.life.lost_write() {
             drop(st);
-            if warn {
-                pyhelpers::call_helper(py, "warn_conn_lost_writes", ())?;
-            }
-            return Ok(());
+            return common::warn_lost_write(py, warn);
         }
         let mut sent = 0;
         if st.wbuf.is_empty() {
@@ -449,7 +350,7 @@ impl StreamTransport {
             None => st.wbuf.push_copy(&data[sent..]),
         }
         drop(st);
-        Self::maybe_pause_protocol(slf)
+        Self::flow(slf, true)
     }
 
     fn check_writable(&self, method: &str) -> PyResult<()> {
@@ -494,13 +395,8 @@ impl StreamTransport {
                 transport: Some(transport.clone().unbind()),
                 empty_waiter: None,
                 wbuf: WriteBuffer::default(),
-                conn_lost: 0,
-                closing: false,
-                paused: false,
+                life: Life::default(),
                 eof: false,
-                protocol_paused: false,
-                high_water: 64 * 1024,
-                low_water: 16 * 1024,
                 big_reads: false,
             }),
         })
@@ -515,7 +411,7 @@ impl StreamTransport {
     /// Registers the reader if reading is on (asyncio's `_add_reader`).
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let me = slf.get();
-        if !Self::is_reading_locked(&me.st.lock()) {
+        if !me.st.lock().life.is_reading() {
             return Ok(());
         }
         let cb = slf.getattr("_read_ready")?;
@@ -527,7 +423,7 @@ impl StreamTransport {
         let py = slf.py();
         let (buffered, a, b, big) = {
             let st = slf.get().st.lock();
-            if st.conn_lost > 0 {
+            if st.life.conn_lost > 0 {
                 return Ok(());
             }
             if st.proto.buffered {
@@ -559,7 +455,7 @@ impl StreamTransport {
         let me = slf.get();
         let res = {
             let mut st = me.st.lock();
-            if st.conn_lost > 0 {
+            if st.life.conn_lost > 0 {
                 return Ok(());
             }
             st.wbuf.flush(py, me.fd)
@@ -581,13 +477,13 @@ impl StreamTransport {
             }
             Ok((_, done)) => {
                 drop(done);
-                Self::maybe_resume_protocol(slf)?; // may queue more
+                Self::flow(slf, false)?; // may queue more
                 let (empty, waiter, closing, eof) = {
                     let st = me.st.lock();
                     (
                         st.wbuf.is_empty(),
                         cloned(py, &st.empty_waiter),
-                        st.closing,
+                        st.life.closing,
                         st.eof,
                     )
                 };
@@ -642,7 +538,7 @@ impl StreamTransport {
     fn write_eof(&self) -> PyResult<()> {
         let shut = {
             let mut st = self.st.lock();
-            if st.closing || st.eof {
+            if st.life.closing || st.eof {
                 return Ok(());
             }
             st.eof = true;
@@ -659,33 +555,25 @@ impl StreamTransport {
     }
 
     fn is_closing(&self) -> bool {
-        self.st.lock().closing
+        self.st.lock().life.closing
     }
 
     fn is_reading(&self) -> bool {
-        Self::is_reading_locked(&self.st.lock())
+        self.st.lock().life.is_reading()
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let me = slf.get();
-        {
-            let mut st = me.st.lock();
-            if !Self::is_reading_locked(&st) {
-                return Ok(());
-            }
-            st.paused = true;
+        if !me.st.lock().life.pause_reading() {
+            return Ok(());
         }
         me.lp().unwatch(slf.py(), me.fd, Side::Read);
         Self::debug_log(slf, "%r pauses reading")
     }
 
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        {
-            let mut st = slf.get().st.lock();
-            if st.closing || !st.paused {
-                return Ok(());
-            }
-            st.paused = false;
+        if !slf.get().st.lock().life.resume_reading() {
+            return Ok(());
         }
         Self::_start_reading(slf)?;
         Self::debug_log(slf, "%r resumes reading")
@@ -696,21 +584,22 @@ impl StreamTransport {
         let me = slf.get();
         let lost = {
             let mut st = me.st.lock();
-            if st.closing {
-                return Ok(());
+            let empty = st.wbuf.is_empty();
+            match st.life.close(empty) {
+                Some(lost) => lost,
+                None => return Ok(()),
             }
-            st.closing = true;
-            let lost = st.wbuf.is_empty();
-            if lost {
-                st.conn_lost += 1;
-            }
-            lost
         };
         me.lp().unwatch(py, me.fd, Side::Read);
         if lost {
-            me.lp().unwatch(py, me.fd, Side::Write);
-            let cb = slf.getattr("_call_connection_lost")?;
-            me.lp().soon(&cb, &PyTuple::new(py, [py.None()])?)?;
+            common::schedule_lost(
+                slf.as_any(),
+                me.lp(),
+                me.fd,
+                false,
+                true,
+                py.None().into_bound(py),
+            )?;
         }
         Ok(())
     }
@@ -806,7 +695,7 @@ impl StreamTransport {
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
         let st = self.st.lock();
-        (st.low_water, st.high_water)
+        (st.life.low_water, st.life.high_water)
     }
 
     /// Stores validated limits (the wrapper applies asyncio's defaults and
@@ -814,10 +703,10 @@ impl StreamTransport {
     fn _set_write_buffer_limits(slf: &Bound<'_, Self>, high: usize, low: usize) -> PyResult<()> {
         {
             let mut st = slf.get().st.lock();
-            st.high_water = high;
-            st.low_water = low;
+            st.life.high_water = high;
+            st.life.low_water = low;
         }
-        Self::maybe_pause_protocol(slf)
+        Self::flow(slf, true)
     }
 
     fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -858,17 +747,17 @@ impl StreamTransport {
 
     #[getter]
     fn _closing(&self) -> bool {
-        self.st.lock().closing
+        self.st.lock().life.closing
     }
 
     #[getter]
     fn _conn_lost(&self) -> u32 {
-        self.st.lock().conn_lost
+        self.st.lock().life.conn_lost
     }
 
     #[getter]
     fn _paused(&self) -> bool {
-        self.st.lock().paused
+        self.st.lock().life.paused
     }
 
     #[getter]
@@ -878,7 +767,7 @@ impl StreamTransport {
 
     #[getter]
     fn _protocol_paused(&self) -> bool {
-        self.st.lock().protocol_paused
+        self.st.lock().life.protocol_paused
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

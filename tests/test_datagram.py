@@ -1,0 +1,215 @@
+"""UDP and Unix datagram transports (create_datagram_endpoint):
+datagrams and addresses, connected and unconnected sendto, errors,
+pause/resume, close. Differential: both loops."""
+
+import asyncio
+import asyncio.selector_events
+import socket
+import sys
+
+import pytest
+
+
+class Rec(asyncio.DatagramProtocol):
+    def __init__(self, loop):
+        self.got = []
+        self.errors = []
+        self.lost = loop.create_future()
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        assert isinstance(data, bytes)
+        self.got.append((data, addr))
+
+    def error_received(self, exc):
+        self.errors.append(type(exc).__name__)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+async def wait_for_count(items, n, timeout=5.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(items) < n and loop.time() < deadline:
+        await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_unconnected_and_connected_roundtrip(loop, host):
+    if host == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+
+    async def main():
+        srv_t, srv = await loop.create_datagram_endpoint(lambda: Rec(loop), local_addr=(host, 0))
+        srv_addr = srv_t.get_extra_info("sockname")
+        cli_t, cli = await loop.create_datagram_endpoint(lambda: Rec(loop), remote_addr=srv_addr[:2])
+        cli_addr = cli_t.get_extra_info("sockname")
+        for i in range(20):
+            cli_t.sendto(b"d%d" % i)
+        cli_t.sendto(bytearray(b"ba"))
+        cli_t.sendto(memoryview(b"mv"))
+        await wait_for_count(srv.got, 22)
+        # the server answers to each sender's address
+        for data, addr in srv.got:
+            srv_t.sendto(data.upper(), addr)
+        await wait_for_count(cli.got, 22)
+        info = (
+            isinstance(srv_t, asyncio.BaseTransport),
+            srv_t.get_extra_info("peername"),
+            cli_t.get_extra_info("peername") == srv_addr,
+            srv_t.get_write_buffer_size(),
+        )
+        cli_t.close()
+        srv_t.close()
+        lost = (await cli.lost, await srv.lost)
+        return srv.got, cli.got, cli_addr, srv_addr, info, lost
+
+    sgot, cgot, cli_addr, srv_addr, info, lost = loop.run_until_complete(main())
+    assert [d for d, _ in sgot] == [b"d%d" % i for i in range(20)] + [b"ba", b"mv"]
+    assert {a for _, a in sgot} == {cli_addr}
+    assert [d for d, _ in cgot] == [b"D%d" % i for i in range(20)] + [b"BA", b"MV"]
+    assert {a for _, a in cgot} == {srv_addr}
+    assert info == (True, None, True, 0)
+    assert lost == (None, None)
+
+
+def test_sendto_errors(loop):
+    async def main():
+        srv_t, srv = await loop.create_datagram_endpoint(lambda: Rec(loop), local_addr=("127.0.0.1", 0))
+        addr = srv_t.get_extra_info("sockname")
+        cli_t, cli = await loop.create_datagram_endpoint(lambda: Rec(loop), remote_addr=addr)
+        out = []
+        for bad in ("text", 5, None):
+            try:
+                cli_t.sendto(bad)
+            except TypeError:
+                out.append("TypeError")
+        try:
+            cli_t.sendto(b"x", ("127.0.0.1", 1))
+        except ValueError as e:
+            out.append(str(e).split(":")[0])
+        cli_t.sendto(b"ok", addr)  # the connected address itself is fine
+        await wait_for_count(srv.got, 1)
+        cli_t.close()
+        srv_t.close()
+        await cli.lost
+        await srv.lost
+        # after close: silently dropped (counted), never raises
+        for _ in range(8):
+            cli_t.sendto(b"late")
+        return out, [d for d, _ in srv.got]
+
+    out, got = loop.run_until_complete(main())
+    assert out == ["TypeError"] * 3 + ["Invalid address"]
+    assert got == [b"ok"]
+
+
+def test_empty_datagram_per_version(loop):
+    async def main():
+        srv_t, srv = await loop.create_datagram_endpoint(lambda: Rec(loop), local_addr=("127.0.0.1", 0))
+        addr = srv_t.get_extra_info("sockname")
+        cli_t, cli = await loop.create_datagram_endpoint(lambda: Rec(loop), remote_addr=addr)
+        cli_t.sendto(b"")
+        cli_t.sendto(b"after")
+        await wait_for_count(srv.got, 2 if sys.version_info >= (3, 13) else 1)
+        await asyncio.sleep(0.02)
+        cli_t.close()
+        srv_t.close()
+        await cli.lost
+        await srv.lost
+        return [d for d, _ in srv.got]
+
+    got = loop.run_until_complete(main())
+    assert got == ([b"", b"after"] if sys.version_info >= (3, 13) else [b"after"])
+
+
+def test_error_received_on_refused(loop):
+    async def main():
+        # a port with nobody listening: the ICMP error comes back as
+        # ConnectionRefusedError on the connected socket
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()
+        probe.close()
+        t, p = await loop.create_datagram_endpoint(lambda: Rec(loop), remote_addr=dead)
+        for _ in range(5):
+            t.sendto(b"anyone?")
+            await asyncio.sleep(0.01)
+        await wait_for_count(p.errors, 1)
+        t.close()
+        await p.lost
+        return set(p.errors)
+
+    assert loop.run_until_complete(main()) == {"ConnectionRefusedError"}
+
+
+@pytest.mark.skipif(
+    "pause_reading" not in vars(asyncio.selector_events._SelectorTransport),
+    reason="asyncio's datagram transport has no pause_reading before 3.11",
+)
+def test_pause_resume_reading(loop):
+    async def main():
+        srv_t, srv = await loop.create_datagram_endpoint(lambda: Rec(loop), local_addr=("127.0.0.1", 0))
+        addr = srv_t.get_extra_info("sockname")
+        cli_t, cli = await loop.create_datagram_endpoint(lambda: Rec(loop), remote_addr=addr)
+        srv_t.pause_reading()
+        cli_t.sendto(b"held")
+        await asyncio.sleep(0.02)
+        before = list(srv.got)
+        srv_t.resume_reading()
+        await wait_for_count(srv.got, 1)
+        cli_t.close()
+        srv_t.close()
+        await cli.lost
+        await srv.lost
+        return before, [d for d, _ in srv.got]
+
+    assert loop.run_until_complete(main()) == ([], [b"held"])
+
+
+def test_datagram_received_raising_goes_to_handler(loop):
+    class Bad(Rec):
+        def datagram_received(self, data, addr):
+            raise KeyError("bad datagram")
+
+    async def main():
+        srv_t, srv = await loop.create_datagram_endpoint(lambda: Bad(loop), local_addr=("127.0.0.1", 0))
+        addr = srv_t.get_extra_info("sockname")
+        cli_t, cli = await loop.create_datagram_endpoint(lambda: Rec(loop), remote_addr=addr)
+        cli_t.sendto(b"x")
+        deadline = loop.time() + 5
+        while not loop.errors and loop.time() < deadline:
+            await asyncio.sleep(0.001)
+        # the transport keeps working
+        closing = srv_t.is_closing()
+        cli_t.close()
+        srv_t.close()
+        await cli.lost
+        await srv.lost
+        return closing
+
+    assert loop.run_until_complete(main()) is False
+    [ctx] = loop.errors
+    loop.errors.clear()
+    assert isinstance(ctx["exception"], KeyError)
+
+
+def test_unix_datagram(loop, tmp_path):
+    a_path, b_path = str(tmp_path / "a"), str(tmp_path / "b")
+
+    async def main():
+        a_t, a = await loop.create_datagram_endpoint(lambda: Rec(loop), local_addr=a_path, family=socket.AF_UNIX)
+        b_t, b = await loop.create_datagram_endpoint(lambda: Rec(loop), local_addr=b_path, family=socket.AF_UNIX)
+        a_t.sendto(b"to b", b_path)
+        await wait_for_count(b.got, 1)
+        a_t.close()
+        b_t.close()
+        await a.lost
+        await b.lost
+        return b.got
+
+    assert loop.run_until_complete(main()) == [(b"to b", a_path)]
