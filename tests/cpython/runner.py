@@ -58,13 +58,16 @@ MODULES = [
     "test_futures2",
     "test_context",
     "test_events",
-    # networking (interim layer now; native transports are issue #3)
+    # networking (native stream/datagram transports and sock_*; issue #3)
     "test_streams",
     "test_sock_lowlevel",
     "test_server",
     "test_buffered_proto",
     "test_sendfile",
     "test_protocols",
+    # subprocesses (asyncio's transports on ferrio's fd watching); the whole
+    # module runs, every child-watcher class included
+    "test_subprocess",
 ]
 
 # Tests that exercise asyncio internals rather than loop behaviour, by
