@@ -193,3 +193,18 @@ def test_task_factory_sees_name(loop):
 
     assert loop.run_until_complete(main()) == 2
     assert seen[-1].get_name() == "named"
+
+
+def test_create_future(loop, monkeypatch):
+    fut = loop.create_future()
+    assert isinstance(fut, asyncio.Future) and fut.get_loop() is loop and not fut.done()
+    fut.cancel()
+
+    # asyncio looks `futures.Future` up at each call; so does ferrio.
+    class MyFuture(asyncio.Future):
+        pass
+
+    monkeypatch.setattr(asyncio.futures, "Future", MyFuture)
+    mine = loop.create_future()
+    assert type(mine) is MyFuture and mine.get_loop() is loop
+    mine.cancel()

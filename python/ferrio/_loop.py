@@ -170,7 +170,6 @@ _BORROWED = {
         "__del__",
         "_check_running",
         "run_until_complete",
-        "create_future",
         "set_task_factory",
         "get_task_factory",
         "shutdown_asyncgens",

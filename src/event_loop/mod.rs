@@ -6,6 +6,7 @@
 //! - `run.rs`: one iteration (`_run_once`) and the run-forever loop.
 //! - `io.rs`: `add_reader`/`add_writer` and fd-object conversion.
 //! - `tasks.rs`: the native `create_task` fast path.
+//! - `futures.rs`: the native `create_future`.
 //! - `fastcall.rs`: raw vectorcall entry points of `call_soon`,
 //!   `call_soon_threadsafe`, `call_later`, `call_at` (installed on the type
 //!   at module init; their bodies are the `*_impl` methods here).
@@ -20,11 +21,13 @@
 //! re-enter the loop freely and other threads can `call_soon_threadsafe`.
 
 mod fastcall;
+mod futures;
 mod io;
 mod run;
 mod tasks;
 
 pub(crate) use fastcall::install as install_fastcall_methods;
+pub(crate) use futures::new_future;
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -471,6 +474,11 @@ impl Loop {
         context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         tasks::create_task(slf, coro, name, context)
+    }
+
+    /// `loop.create_future()`: `asyncio.futures.Future(loop=self)`.
+    fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        futures::new_future(slf.as_any()).map(Bound::unbind)
     }
 
     #[getter(_clock_resolution)]

@@ -60,28 +60,13 @@ fn fileno(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     sock.call_method0("fileno")?.extract()
 }
 
-static BASE_CREATE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static FUTURE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// `loop.create_future()`. When the loop's class keeps asyncio's own
-/// `create_future` (`futures.Future(loop=self)`), the C Future is made
-/// directly; a subclass that overrides it is honoured.
+/// `loop.create_future()`: the native one unless a subclass overrides it.
 fn new_future<'py>(lp: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = lp.py();
-    let base = BASE_CREATE_FUTURE.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        let be = py.import("asyncio.base_events")?;
-        Ok(be
-            .getattr("BaseEventLoop")?
-            .getattr("__dict__")?
-            .get_item("create_future")?
-            .unbind())
-    })?;
-    let mine = lp.get_type().getattr("create_future")?;
-    if mine.is(base.bind(py)) {
-        let ft = FUTURE_TYPE.import(py, "asyncio.futures", "Future")?;
-        let kw = pyo3::types::PyDict::new(py);
-        kw.set_item("loop", lp)?;
-        return ft.call((), Some(&kw));
+    let mine = lp.get_type().getattr(pyo3::intern!(py, "create_future"))?;
+    let base = py.get_type::<Loop>().getattr(pyo3::intern!(py, "create_future"))?;
+    if mine.is(&base) {
+        return crate::event_loop::new_future(lp);
     }
     lp.call_method0("create_future")
 }
