@@ -39,12 +39,7 @@ pub(crate) fn new_future<'py>(lp: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyA
     // zero positional arguments; the call returns a new reference or NULL
     // with an exception set.
     unsafe {
-        let r = ffi::PyObject_Vectorcall(
-            future_type.as_ptr(),
-            args.as_ptr(),
-            0,
-            kwnames.as_ptr(),
-        );
+        let r = ffi::PyObject_Vectorcall(future_type.as_ptr(), args.as_ptr(), 0, kwnames.as_ptr());
         Bound::from_owned_ptr_or_err(py, r)
     }
 }

@@ -64,7 +64,9 @@ fn fileno(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
 fn new_future<'py>(lp: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = lp.py();
     let mine = lp.get_type().getattr(pyo3::intern!(py, "create_future"))?;
-    let base = py.get_type::<Loop>().getattr(pyo3::intern!(py, "create_future"))?;
+    let base = py
+        .get_type::<Loop>()
+        .getattr(pyo3::intern!(py, "create_future"))?;
     if mine.is(&base) {
         return crate::event_loop::new_future(lp);
     }
