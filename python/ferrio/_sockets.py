@@ -11,23 +11,26 @@ ferrio's fd watching: they run once per connection or per datagram call.
 
 from __future__ import annotations
 
-from asyncio import base_events, futures
+from asyncio import base_events
 
 from . import _ferrio
 
-_Future = futures.Future
-_isfuture = futures.isfuture
 _check_ssl_socket = base_events._check_ssl_socket
 _native_recv = _ferrio.sock_recv
 _native_recv_into = _ferrio.sock_recv_into
 _native_sendall = _ferrio.sock_sendall
 
 
+def _check(loop, sock):
+    """asyncio's checks: no SSL sockets; in debug mode, non-blocking only."""
+    _check_ssl_socket(sock)
+    if loop._debug and sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
+
+
 async def sock_recv(self, sock, n):
     """Receive up to ``n`` bytes from the non-blocking socket ``sock``."""
-    _check_ssl_socket(sock)
-    if self._debug and sock.gettimeout() != 0:
-        raise ValueError("the socket must be non-blocking")
+    _check(self, sock)
     r = _native_recv(self, sock, n)
     if r.__class__ is bytes:
         return r
@@ -36,9 +39,7 @@ async def sock_recv(self, sock, n):
 
 async def sock_recv_into(self, sock, buf):
     """Receive into the writable buffer ``buf``; returns the byte count."""
-    _check_ssl_socket(sock)
-    if self._debug and sock.gettimeout() != 0:
-        raise ValueError("the socket must be non-blocking")
+    _check(self, sock)
     r = _native_recv_into(self, sock, buf)
     if r.__class__ is int:
         return r
@@ -47,9 +48,7 @@ async def sock_recv_into(self, sock, buf):
 
 async def sock_sendall(self, sock, data):
     """Send all of ``data`` on the non-blocking socket ``sock``."""
-    _check_ssl_socket(sock)
-    if self._debug and sock.gettimeout() != 0:
-        raise ValueError("the socket must be non-blocking")
+    _check(self, sock)
     r = _native_sendall(self, sock, data)
     if r is None:
         return None

@@ -54,10 +54,10 @@ fn repr(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "<object>".to_string())
 }
 
-pub(super) fn add(
+/// A persistent reader/writer handle for `callback(*args)`, capturing the
+/// current context (and, in debug mode, the creation stack).
+pub(super) fn new_watcher(
     lp: &Loop,
-    fd: RawFd,
-    side: Side,
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
 ) -> PyResult<HandleRef> {
@@ -69,7 +69,7 @@ pub(super) fn add(
     } else {
         None
     };
-    let handle = handles::new_handle(
+    handles::new_handle(
         py,
         HandleCore::new(
             callback.clone().unbind(),
@@ -78,11 +78,27 @@ pub(super) fn add(
             true,
             tb,
         ),
-    )?;
-    let old = lp.reactor.set(fd, side, handle.clone_ref(py))?;
+    )
+}
+
+/// Cancels the watcher a new one replaced.
+pub(super) fn retire(py: Python<'_>, old: Option<HandleRef>) {
     if let Some(old) = old {
         old.core().cancel(py);
+        old.release_ref(py);
     }
+}
+
+pub(super) fn add(
+    lp: &Loop,
+    fd: RawFd,
+    side: Side,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<HandleRef> {
+    let py = callback.py();
+    let handle = new_watcher(lp, callback, args)?;
+    retire(py, lp.reactor.set(fd, side, handle.clone_ref(py))?);
     Ok(handle)
 }
 

@@ -281,28 +281,11 @@ impl Loop {
         owner: usize,
     ) -> PyResult<HandleRef> {
         let py = callback.py();
-        self.check_closed()?;
-        let ctx = pyhelpers::copy_context_for_handle(py, false)?;
-        let tb = if self.is_debug() {
-            Some(pyhelpers::extract_stack(py)?)
-        } else {
-            None
-        };
-        let handle = handles::new_handle(
+        let handle = io::new_watcher(self, callback, &pyhelpers::empty_tuple(py))?;
+        io::retire(
             py,
-            HandleCore::new(
-                callback.clone().unbind(),
-                pyhelpers::empty_tuple(py).unbind(),
-                ctx,
-                true,
-                tb,
-            ),
-        )?;
-        let old = self.reactor.rearm(fd, side, handle.clone_ref(py), owner)?;
-        if let Some(old) = old {
-            old.core().cancel(py);
-            old.release_ref(py);
-        }
+            self.reactor.rearm(fd, side, handle.clone_ref(py), owner)?,
+        );
         Ok(handle)
     }
 

@@ -319,6 +319,11 @@ impl StreamTransport {
         let py = slf.py();
         let me = slf.get();
         let mut st = me.st.lock();
+        if obj.is_some() {
+            // `bytes` writes are checked here, under the one lock; other
+            // buffers were checked before their view was taken.
+            Self::check_writable_locked(&st, "write")?;
+        }
         if let Some(warn) = st.life.lost_write() {
             drop(st);
             return common::warn_lost_write(py, warn);
@@ -354,7 +359,12 @@ impl StreamTransport {
     }
 
     fn check_writable(&self, method: &str) -> PyResult<()> {
-        let st = self.st.lock();
+        Self::check_writable_locked(&self.st.lock(), method)
+    }
+
+    /// asyncio's `write()` preconditions (after `write_eof()`, during
+    /// sendfile), checked under the caller's lock.
+    fn check_writable_locked(st: &State, method: &str) -> PyResult<()> {
         if st.eof {
             return Err(PyRuntimeError::new_err(format!(
                 "Cannot call {method}() after write_eof()"
@@ -506,11 +516,11 @@ impl StreamTransport {
 
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(b) = data.cast::<PyBytes>() {
-            slf.get().check_writable("write")?;
             let bytes = b.as_bytes();
             if bytes.is_empty() {
-                return Ok(());
+                return slf.get().check_writable("write");
             }
+            // write_slice checks the preconditions under its lock.
             return Self::write_slice(slf, bytes, Some(b));
         }
         if !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
