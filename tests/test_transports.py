@@ -134,6 +134,33 @@ def test_read_write_roundtrip_and_eof(loop):
     assert last == ["eof", ("lost", None)]
 
 
+def test_reads_of_changing_sizes_keep_every_byte(loop):
+    # Message sizes that shrink and grow around the transport's read sizing
+    # (small reads, big reads, a read filling a size predicted from the last
+    # one): the bytes received are exactly the bytes sent, in order.
+    sizes = [1, 9000, 10240, 10240, 12289, 300_000, 20_000, 5, 70_000, 8192, 4096 * 3]
+    import random
+
+    rnd = random.Random(7)
+    msgs = [rnd.randbytes(n) for n in sizes]
+
+    async def main():
+        tr, pr, peer = await pair(loop)
+        total = 0
+        for m in msgs:
+            await loop.sock_sendall(peer, m)
+            total += len(m)
+            while len(pr.data) < total and not pr.done.done():
+                await asyncio.sleep(0.001)
+        tr.close()
+        await pr.done
+        peer.close()
+        return bytes(pr.data)
+
+    got = loop.run_until_complete(main())
+    assert got == b"".join(msgs)
+
+
 def test_write_errors_and_noops(loop):
     async def main():
         tr, pr, peer = await pair(loop)

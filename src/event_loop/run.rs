@@ -14,14 +14,17 @@
 //! callback another thread adds during that poll runs in the next pass.
 //!
 //! Poll skipping: when callbacks are already ready the poll would use a zero
-//! timeout; it is skipped if the previous poll was less than
-//! [`POLL_SKIP_WINDOW`] ago *and found nothing*. A loop doing I/O therefore
-//! polls every iteration, as asyncio does (callbacks of fds that became ready
-//! together run in the same pass; CPython's test_sendfile checks this), while
-//! a loop only running callbacks saves a syscall per iteration and sees a new
-//! cross-thread wakeup or fd readiness at most that late. The first iteration
-//! of a run, and any iteration after a reader/writer was added or removed,
-//! always polls.
+//! timeout. It is skipped when the previous iteration polled (so a busy loop
+//! polls at least every other iteration: the callbacks that the last poll's
+//! I/O scheduled, e.g. task wakeups after `data_received`, run first and the
+//! next poll can then block, one `epoll_wait` per batch of I/O as libuv
+//! does), or when the last poll found nothing less than
+//! [`POLL_SKIP_WINDOW`] ago (a loop only running callbacks saves a syscall
+//! per iteration and sees a new cross-thread wakeup or fd readiness at most
+//! that late). Callbacks of fds that became ready together still run in the
+//! same pass (CPython's test_sendfile checks this). The first iteration of a
+//! run, and any iteration after a reader/writer was added or removed, always
+//! polls.
 //!
 //! If `KeyboardInterrupt` or `SystemExit` escapes a callback (or the
 //! exception handler), the callbacks of the pass that did not run yet are
@@ -67,6 +70,8 @@ pub(crate) struct Scratch {
     fired: Vec<HandleRef>,
     /// The last poll reported ready fds: poll every iteration meanwhile.
     io_active: bool,
+    /// The previous iteration polled.
+    polled_last: bool,
 }
 
 pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult<()> {
@@ -111,9 +116,9 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
     // 3. Poll, or skip the poll on a busy loop that polled very recently.
     let mut now = clock::now();
     let may_skip = timeout == 0
-        && !scratch.io_active
         && !lp.reactor.changed()
-        && now - lp.last_poll() < POLL_SKIP_WINDOW;
+        && (scratch.polled_last || (!scratch.io_active && now - lp.last_poll() < POLL_SKIP_WINDOW));
+    scratch.polled_last = !may_skip;
     if !may_skip {
         let before = scratch.fired.len();
         let res = lp.reactor.poll(py, timeout, &mut scratch.fired);

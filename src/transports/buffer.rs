@@ -163,6 +163,100 @@ pub fn recv_bytes<'py>(
     Ok(Read::Data(unsafe { Bound::from_owned_ptr(py, obj) }))
 }
 
+/// Granularity of [`recv_hinted`]'s allocations.
+const HINT_ROUND: usize = 4096;
+
+/// A large `recv` straight into a new `bytes` object sized by `hint` (the
+/// previous read's size) instead of an `ioctl(FIONREAD)` per read: the
+/// object gets `hint` rounded up past the next 4 KiB, so a stream of
+/// same-sized messages never fills it, and the unused tail is given back
+/// by a shrinking `_PyBytes_Resize` (a realloc that splits the chunk in
+/// place). Only when a read fills the object is `FIONREAD` asked how much
+/// more is queued, and the object grown to take it in the same call, so one
+/// readable event still delivers everything queued (up to `max`).
+///
+/// Returns the read and the hint for the next one (its size).
+pub fn recv_hinted<'py>(
+    py: Python<'py>,
+    fd: RawFd,
+    hint: usize,
+    max: usize,
+) -> PyResult<(Read<Bound<'py, PyAny>>, usize)> {
+    let mut cap = ((hint / HINT_ROUND) + 1) * HINT_ROUND;
+    cap = cap.min(max).max(1);
+    let mut obj = new_bytes(py, cap)?;
+    let mut got = 0usize;
+    loop {
+        // SAFETY: `obj` is a bytes object of `cap` bytes that only we hold;
+        // `got < cap` bytes of it are filled.
+        let data = unsafe { (ffi::PyBytes_AsString(obj) as *mut u8).add(got) };
+        let res = recv(fd, data, cap - got);
+        match res {
+            Ok(Some(n)) if n > 0 => got += n,
+            Ok(other) if got == 0 => {
+                // SAFETY: we own the only reference.
+                unsafe { ffi::Py_DECREF(obj) };
+                let r = if other.is_none() {
+                    Read::WouldBlock
+                } else {
+                    Read::Eof
+                };
+                return Ok((r, hint));
+            }
+            Err(e) if got == 0 => {
+                // SAFETY: we own the only reference.
+                unsafe { ffi::Py_DECREF(obj) };
+                return Err(e);
+            }
+            // Data already read: deliver it; EOF or the error shows up on
+            // the next readable event (the fd stays readable).
+            _ => break,
+        }
+        if got < cap || cap >= max {
+            break;
+        }
+        // Filled: grow by what is still queued, if anything.
+        let mut avail: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int to the pointer we pass.
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail as *mut libc::c_int) };
+        if rc != 0 || avail <= 0 {
+            break;
+        }
+        cap = (cap + avail as usize).min(max);
+        resize(py, &mut obj, cap)?;
+    }
+    if got < cap {
+        resize(py, &mut obj, got)?;
+    }
+    // SAFETY: `obj` is a valid new reference.
+    Ok((Read::Data(unsafe { Bound::from_owned_ptr(py, obj) }), got))
+}
+
+/// A new, uninitialised `bytes` object of `size` bytes (owned reference).
+fn new_bytes(py: Python<'_>, size: usize) -> PyResult<*mut ffi::PyObject> {
+    let size = ffi::Py_ssize_t::try_from(size).unwrap_or(ffi::Py_ssize_t::MAX);
+    // SAFETY: GIL held; a NULL source makes an uninitialised bytes object of
+    // `size` bytes, which the caller owns and fills before exposing.
+    let obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+    if obj.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(obj)
+}
+
+/// `_PyBytes_Resize` of a bytes object nobody else has seen.
+fn resize(py: Python<'_>, obj: &mut *mut ffi::PyObject, size: usize) -> PyResult<()> {
+    let size = ffi::Py_ssize_t::try_from(size).unwrap_or(ffi::Py_ssize_t::MAX);
+    // SAFETY: `*obj` is a bytes object with refcount 1 that no one else has
+    // seen, as _PyBytes_Resize requires; on failure it is freed and set to
+    // NULL (so the caller must not touch it again: it returns the error).
+    let rc = unsafe { _PyBytes_Resize(obj, size) };
+    if rc != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(())
+}
+
 /// `recv(2)`: Ok(None) when it would block (or was interrupted).
 pub fn recv(fd: RawFd, buf: *mut u8, len: usize) -> PyResult<Option<usize>> {
     // SAFETY: the caller passes `len` writable bytes at `buf`.

@@ -121,7 +121,9 @@ struct State {
     life: Life,
     eof: bool,
     /// The last read filled the scratch buffer: read big ones in place.
-    big_reads: bool,
+    /// Size of the last read if it was big (>= BIG_READ), else 0: the next
+    /// read goes straight into a `bytes` sized by it (buffer::recv_hinted).
+    read_hint: usize,
 }
 
 #[pyclass(module = "ferrio._ferrio", name = "StreamTransport", frozen)]
@@ -198,16 +200,20 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn read_plain(slf: &Bound<'_, Self>, cb: Option<Py<PyAny>>, big: bool) -> PyResult<()> {
+    fn read_plain(slf: &Bound<'_, Self>, cb: Option<Py<PyAny>>, hint: usize) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let res = SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() != SCRATCH_SIZE {
-                s.resize(SCRATCH_SIZE, 0);
-            }
-            buffer::recv_bytes(py, me.fd, MAX_SIZE, &mut s, big)
-        });
+        let res = if hint >= BIG_READ {
+            buffer::recv_hinted(py, me.fd, hint, MAX_SIZE).map(|(r, _)| r)
+        } else {
+            SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() != SCRATCH_SIZE {
+                    s.resize(SCRATCH_SIZE, 0);
+                }
+                buffer::recv_bytes(py, me.fd, MAX_SIZE, &mut s, false)
+            })
+        };
         let data = match res {
             Ok(Read::WouldBlock) => return Ok(()),
             Ok(Read::Eof) => return Self::on_eof(slf),
@@ -216,9 +222,9 @@ impl StreamTransport {
         };
         // Switch between scratch and in-place reads by the last size.
         let n = data.len().unwrap_or(0);
-        let want_big = n >= BIG_READ;
-        if want_big != big {
-            me.st.lock().big_reads = want_big;
+        let next = if n >= BIG_READ { n } else { 0 };
+        if next != hint {
+            me.st.lock().read_hint = next;
         }
         let res = match cb {
             Some(cb) => cb.bind(py).call1((data,)),
@@ -407,7 +413,7 @@ impl StreamTransport {
                 wbuf: WriteBuffer::default(),
                 life: Life::default(),
                 eof: false,
-                big_reads: false,
+                read_hint: 0,
             }),
         })
     }
@@ -431,7 +437,7 @@ impl StreamTransport {
     /// The fd is readable: one read, delivered to the protocol.
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let (buffered, a, b, big) = {
+        let (buffered, a, b, hint) = {
             let st = slf.get().st.lock();
             if st.life.conn_lost > 0 {
                 return Ok(());
@@ -441,21 +447,21 @@ impl StreamTransport {
                     true,
                     cloned(py, &st.proto.get_buffer),
                     cloned(py, &st.proto.buffer_updated),
-                    false,
+                    0,
                 )
             } else {
                 (
                     false,
                     cloned(py, &st.proto.data_received),
                     None,
-                    st.big_reads,
+                    st.read_hint,
                 )
             }
         };
         if buffered {
             Self::read_buffered(slf, a, b)
         } else {
-            Self::read_plain(slf, a, big)
+            Self::read_plain(slf, a, hint)
         }
     }
 
