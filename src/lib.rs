@@ -6,6 +6,7 @@
 //! - `timers`: the timer heap.
 //! - `reactor/`: epoll and the cross-thread waker.
 //! - `transports/`: native socket transports (per-packet I/O).
+//! - `executor/`: the thread pool behind `ferrio.ThreadPoolExecutor`.
 //! - `clock`: the monotonic clock.
 //! - `boundary`: the panic/exception guard for raw CPython entry points.
 //! - `pyhelpers`: cached calls into `ferrio._helpers` for cold paths.
@@ -13,6 +14,7 @@
 mod boundary;
 mod clock;
 mod event_loop;
+mod executor;
 mod handles;
 mod pyhelpers;
 mod reactor;
@@ -27,6 +29,8 @@ fn _ferrio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event_loop::install_fastcall_methods(m.py())?;
     handles::register(m)?;
     transports::register(m)?;
+    executor::register(m)?;
+    m.add_function(wrap_pyfunction!(event_loop::_drain_completions, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

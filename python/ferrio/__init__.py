@@ -16,12 +16,14 @@ import sys
 from typing import Any, Coroutine, TypeVar
 
 from ._ferrio import Handle, TimerHandle, __version__
+from ._executor import ThreadPoolExecutor
 from ._loop import Loop
 
 __all__ = [
     "EventLoopPolicy",
     "Handle",
     "Loop",
+    "ThreadPoolExecutor",
     "TimerHandle",
     "__version__",
     "install",

@@ -3,6 +3,7 @@
 Commands:
   bench       run the loop benchmarks (see ``python -m ferrio bench --help``)
   bench net   run the network echo benchmarks (``python -m ferrio bench net --help``)
+  bench threads  run the thread-layer benchmarks (``python -m ferrio bench threads --help``)
 """
 
 import sys
@@ -18,6 +19,10 @@ def main(argv=None) -> int:
         from ._netbench import main as net_main
 
         return net_main(rest[1:])
+    if cmd == "bench" and rest[:1] == ["threads"]:
+        from ._threadbench import main as threads_main
+
+        return threads_main(rest[1:])
     if cmd == "bench":
         from ._bench import main as bench_main
 

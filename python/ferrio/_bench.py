@@ -295,6 +295,18 @@ def format_row(wname: str, med: Dict[str, float], loop_names: List[str]) -> str:
     return " ".join(cols)
 
 
+def pick_workloads(p: argparse.ArgumentParser, arg: Optional[str], known) -> List[str]:
+    """The ``--workloads`` subset (all when not given); unknown names are
+    a usage error."""
+    if not arg:
+        return list(known)
+    workloads = [x.strip() for x in arg.split(",") if x.strip()]
+    unknown = [x for x in workloads if x not in known]
+    if unknown:
+        p.error(f"unknown workloads: {', '.join(unknown)}")
+    return workloads
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ferrio bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller inputs and 3 repeats")
@@ -311,12 +323,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if unknown:
             p.error(f"unknown or unavailable loops: {', '.join(unknown)} (available: {', '.join(loops)})")
         loops = {k: v for k, v in loops.items() if k in wanted}
-    workloads = list(WORKLOADS)
-    if args.workloads:
-        workloads = [x.strip() for x in args.workloads.split(",") if x.strip()]
-        unknown = [x for x in workloads if x not in WORKLOADS]
-        if unknown:
-            p.error(f"unknown workloads: {', '.join(unknown)}")
+    workloads = pick_workloads(p, args.workloads, WORKLOADS)
     repeat = args.repeat or (3 if args.quick else 5)
     if repeat < 1:
         p.error("--repeat must be at least 1")

@@ -30,7 +30,8 @@ import weakref
 from asyncio import base_events, coroutines, events, selector_events, unix_events
 from asyncio.log import logger
 
-from . import _dns, _ferrio, _sockets, _transports
+from . import _dns, _executor, _ferrio, _sockets, _transports
+from asyncio import futures as _futures
 
 __all__ = ["Loop"]
 
@@ -150,6 +151,26 @@ class Loop(_ferrio.Loop, asyncio.AbstractEventLoop):
             except OSError as err:
                 logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
+    def run_in_executor(self, executor, func, *args):
+        """asyncio's ``run_in_executor``; the default executor is a
+        ``ferrio.ThreadPoolExecutor``, and a ferrio executor completes the
+        returned future through the loop's batched inbox instead of a
+        ``concurrent.futures.Future`` and a ``call_soon_threadsafe`` per
+        call."""
+        self._check_closed()
+        if self._debug:
+            self._check_callback(func, "run_in_executor")
+        if executor is None:
+            executor = self._default_executor
+            # Only check when the default executor is being used
+            self._check_default_executor()
+            if executor is None:
+                executor = _executor.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                self._default_executor = executor
+        if type(executor).submit is _executor.ThreadPoolExecutor.submit:
+            return executor._core.run_for_loop(self, func, args)
+        return _futures.wrap_future(executor.submit(func, *args), loop=self)
+
     def _add_callback_signalsafe(self, handle) -> None:
         # ``handle`` is an asyncio.Handle made by the borrowed
         # add_signal_handler; its _run reports errors to our handler.
@@ -175,7 +196,6 @@ _BORROWED = {
         "shutdown_asyncgens",
         "shutdown_default_executor",
         "_do_shutdown",
-        "run_in_executor",
         "set_default_executor",
         "_check_default_executor",
         "getnameinfo",

@@ -7,6 +7,7 @@
 //! - `io.rs`: `add_reader`/`add_writer` and fd-object conversion.
 //! - `tasks.rs`: the native `create_task` fast path.
 //! - `futures.rs`: the native `create_future`.
+//! - `inbox.rs`: batched completion of `run_in_executor` futures.
 //! - `fastcall.rs`: raw vectorcall entry points of `call_soon`,
 //!   `call_soon_threadsafe`, `call_later`, `call_at` (installed on the type
 //!   at module init; their bodies are the `*_impl` methods here).
@@ -22,12 +23,14 @@
 
 mod fastcall;
 mod futures;
+mod inbox;
 mod io;
 mod run;
 mod tasks;
 
 pub(crate) use fastcall::install as install_fastcall_methods;
 pub(crate) use futures::new_future;
+pub(crate) use inbox::_drain_completions;
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -69,6 +72,8 @@ pub struct Loop {
     clock_resolution: f64,
     /// `loop._task_factory` (set by asyncio's `set_task_factory`).
     task_factory: Mutex<Option<Py<PyAny>>>,
+    /// Finished executor jobs waiting for the drain callback (inbox.rs).
+    inbox: Mutex<Vec<(Py<PyAny>, inbox::Outcome)>>,
 }
 
 // Orderings: the flags below are read and written under the GIL (or, on a
@@ -354,6 +359,7 @@ impl Loop {
             current_handle: Mutex::new(None),
             clock_resolution: clock::resolution(),
             task_factory: Mutex::new(None),
+            inbox: Mutex::new(Vec::new()),
         })
     }
 
@@ -495,6 +501,8 @@ impl Loop {
         let ready = std::mem::take(&mut *self.ready.lock());
         let timers = self.timers.lock().clear();
         let fds = self.reactor.clear();
+        let inbox = std::mem::take(&mut *self.inbox.lock());
+        drop(inbox);
         for h in ready.iter().chain(fds.iter()) {
             h.core().release(py);
         }
@@ -606,6 +614,14 @@ impl Loop {
         if let Some(h) = self.current_handle.try_lock() {
             if let Some(h) = h.as_ref() {
                 visit.call(h)?;
+            }
+        }
+        if let Some(inbox) = self.inbox.try_lock() {
+            for (fut, outcome) in inbox.iter() {
+                visit.call(fut)?;
+                if let Some(Ok(v)) = outcome {
+                    visit.call(v)?;
+                }
             }
         }
         Ok(())

@@ -1,0 +1,166 @@
+"""``ferrio.ThreadPoolExecutor``: ``concurrent.futures.ThreadPoolExecutor``'s
+API over a Rust worker pool (src/executor/).
+
+What is native: the work queue, worker waiting (spin briefly, then park,
+GIL released), starting workers on demand and retiring idle ones, running
+each job, and, for ``loop.run_in_executor`` on a ferrio loop, completing the
+asyncio future through the loop's batched inbox (no
+``concurrent.futures.Future``, no ``call_soon_threadsafe`` per item).
+
+What stays Python: this facade (construction, ``shutdown`` joining threads,
+``map`` from ``concurrent.futures.Executor``), the worker threads'
+``threading.Thread`` objects (names, ``threading.current_thread()``, exit
+joining) and the interpreter-exit hook.
+
+The class subclasses ``concurrent.futures.ThreadPoolExecutor`` so that
+``isinstance`` checks (``loop.set_default_executor`` requires one) hold,
+but shares none of its state: ``_threads``, ``_max_workers``,
+``_thread_name_prefix``, ``_shutdown`` and ``_broken`` are read from the
+core.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+import threading
+import weakref
+from concurrent.futures import _base
+from typing import Any, Callable, Iterable, Optional, Tuple
+
+from . import _ferrio
+
+__all__ = ["ThreadPoolExecutor"]
+
+# Idle workers exit after this long without work (the stdlib keeps them
+# until shutdown). Long enough that bursts a few seconds apart reuse them.
+IDLE_TIMEOUT = 60.0
+
+_BROKEN_MSG = "A thread initializer failed, the thread pool is not usable anymore"
+
+_cores: "weakref.WeakSet[_ferrio.ThreadPool]" = weakref.WeakSet()
+
+
+def _default_max_workers() -> int:
+    count = getattr(os, "process_cpu_count", os.cpu_count)()
+    return min(32, (count or 1) + 4)
+
+
+def _initializer_failed(exc: BaseException) -> None:
+    """Logged as the stdlib's worker does (called from the Rust worker)."""
+    _base.LOGGER.critical("Exception in initializer:", exc_info=exc)
+
+
+def _start_worker(prefix: str, core: "_ferrio.ThreadPool", index: int) -> threading.Thread:
+    t = threading.Thread(name=f"{prefix}_{index}", target=core._worker)
+    t.start()
+    return t
+
+
+class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A ``concurrent.futures.ThreadPoolExecutor`` whose pool is native.
+
+    Same constructor and methods as the stdlib's. Worker threads start on
+    demand and retire after ``IDLE_TIMEOUT`` seconds idle.
+    """
+
+    _counter = itertools.count().__next__
+
+    def __init__(
+        self,
+        max_workers: Optional[int] = None,
+        thread_name_prefix: str = "",
+        initializer: Optional[Callable[..., object]] = None,
+        initargs: Tuple[Any, ...] = (),
+        *,
+        _idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        if max_workers is None:
+            max_workers = _default_max_workers()
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._max_workers = max_workers
+        self._thread_name_prefix = thread_name_prefix or ("ThreadPoolExecutor-%d" % self._counter())
+        self._initializer = initializer
+        self._initargs = initargs
+        prefix = self._thread_name_prefix
+        core = _ferrio.ThreadPool(
+            int(max_workers),
+            initializer,
+            tuple(initargs),
+            lambda c, i: _start_worker(prefix, c, i),
+            float(_idle_timeout),
+        )
+        self._core = core
+        _cores.add(core)
+        if type(self).submit is ThreadPoolExecutor.submit:
+            # No Python frame per submit (a subclass overriding submit
+            # keeps its own).
+            self.submit = core.submit  # type: ignore[method-assign]
+        # Like the stdlib's workers holding only a weak reference: a pool
+        # dropped without shutdown() lets its workers finish and exit.
+        weakref.finalize(self, core.shutdown, False)
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        return self._core.submit(fn, *args, **kwargs)
+
+    submit.__doc__ = _base.Executor.submit.__doc__
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._core.shutdown(bool(cancel_futures))
+        if wait:
+            for t in self._core.threads():
+                if t is not threading.current_thread():
+                    t.join()
+
+    shutdown.__doc__ = _base.Executor.shutdown.__doc__
+
+    # The stdlib's attribute names, read by code that inspects pools
+    # (and by CPython's own tests).
+    @property
+    def _threads(self) -> set:
+        return set(self._core.threads())
+
+    @property
+    def _shutdown(self) -> bool:
+        return self._core.shutdown_called
+
+    @property
+    def _broken(self):
+        return _BROKEN_MSG if self._core.broken else False
+
+    def _run_for_loop(self, loop, func, args):
+        return self._core.run_for_loop(loop, func, args)
+
+
+def _python_exit() -> None:
+    # The stdlib's exit hook for its pools: refuse new work, let queued
+    # work finish, join the workers (before non-daemon threads are joined).
+    _ferrio._set_interpreter_exiting()
+    cores = list(_cores)
+    for c in cores:
+        c.shutdown(False)
+    for c in cores:
+        for t in c.threads():
+            t.join()
+
+
+def _after_fork_in_child() -> None:
+    for c in list(_cores):
+        c._after_fork_in_child()
+
+
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    _register(_python_exit)
+else:  # pragma: no cover - every supported Python has it
+    import atexit
+
+    atexit.register(_python_exit)
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
