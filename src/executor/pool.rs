@@ -27,7 +27,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::job::{Job, Target};
 use super::parker::Parker;
-use super::queue::{Shared, Spin, Wake};
+use super::queue::{Refused, Shared, Spin, Wake};
 use crate::event_loop::{new_future, Loop};
 
 /// Set once the interpreter started exiting (`_python_exit`): no new work.
@@ -55,23 +55,15 @@ pub struct ThreadPool {
 }
 
 impl ThreadPool {
-    fn check_open(&self, py: Python<'_>) -> PyResult<()> {
+    /// The stdlib's first `submit` check; shutdown and interpreter exit are
+    /// checked by `enqueue`, under the queue's lock.
+    fn check_broken(&self, py: Python<'_>) -> PyResult<()> {
         // Relaxed: `broken` is set under the GIL (or, free-threaded, a late
-        // observer just queues a job the drain below then fails).
+        // observer just queues a job the drain in break_pool then fails).
         if self.broken.load(Ordering::Relaxed) {
             let cls =
                 BROKEN_THREAD_POOL.import(py, "concurrent.futures.thread", "BrokenThreadPool")?;
             return Err(PyErr::from_value(cls.call1((BROKEN_MSG,))?));
-        }
-        if self.shared.st.lock().shutdown {
-            return Err(PyRuntimeError::new_err(
-                "cannot schedule new futures after shutdown",
-            ));
-        }
-        if INTERPRETER_EXITING.load(Ordering::Relaxed) {
-            return Err(PyRuntimeError::new_err(
-                "cannot schedule new futures after interpreter shutdown",
-            ));
         }
         Ok(())
     }
@@ -79,12 +71,16 @@ impl ThreadPool {
     fn enqueue(slf: &Bound<'_, Self>, job: Job) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        match me.shared.push(job) {
-            Err(job) => {
+        match me
+            .shared
+            .push(job, INTERPRETER_EXITING.load(Ordering::Relaxed))
+        {
+            Err((job, why)) => {
                 drop(job);
-                Err(PyRuntimeError::new_err(
-                    "cannot schedule new futures after shutdown",
-                ))
+                Err(PyRuntimeError::new_err(match why {
+                    Refused::Shutdown => "cannot schedule new futures after shutdown",
+                    Refused::Exiting => "cannot schedule new futures after interpreter shutdown",
+                }))
             }
             Ok(Wake::Nobody) => Ok(()),
             Ok(Wake::Unpark(p)) => {
@@ -168,7 +164,7 @@ impl ThreadPool {
         kwargs: Option<Py<PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        slf.get().check_open(py)?;
+        slf.get().check_broken(py)?;
         let fut = CF_FUTURE
             .import(py, "concurrent.futures", "Future")?
             .call0()?;
@@ -191,7 +187,7 @@ impl ThreadPool {
         args: Py<PyTuple>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        slf.get().check_open(py)?;
+        slf.get().check_broken(py)?;
         let fut = new_future(lp.as_any())?;
         let job = Job {
             func,

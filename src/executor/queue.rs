@@ -65,6 +65,13 @@ pub(crate) enum Wake {
     Spawn,
 }
 
+/// Why `push` refused a job.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    Shutdown,
+    Exiting,
+}
+
 /// A worker's spin budget: spinning that never finds work is skipped
 /// until parking has been tried a few times.
 #[derive(Default)]
@@ -92,11 +99,16 @@ impl<J> Shared<J> {
         }
     }
 
-    /// Queues a job. Errors (returns it) after shutdown.
-    pub(crate) fn push(&self, job: J) -> Result<Wake, J> {
+    /// Queues a job, or refuses it (returning it): after shutdown, or when
+    /// `exiting` (the interpreter is exiting), in that order, as the
+    /// stdlib's `submit` checks them.
+    pub(crate) fn push(&self, job: J, exiting: bool) -> Result<Wake, (J, Refused)> {
         let mut st = self.st.lock();
         if st.shutdown {
-            return Err(job);
+            return Err((job, Refused::Shutdown));
+        }
+        if exiting {
+            return Err((job, Refused::Exiting));
         }
         st.queue.push_back(job);
         self.pending.store(st.queue.len(), Ordering::Release);
@@ -125,6 +137,20 @@ impl<J> Shared<J> {
         j
     }
 
+    /// Under the lock: `Some(Some(job))`, or `Some(None)` if the worker must
+    /// exit (shut down, nothing queued), or `None` to keep waiting.
+    fn take_or_exit(&self) -> Option<Option<J>> {
+        let mut st = self.st.lock();
+        if let Some(j) = self.pop_locked(&mut st) {
+            return Some(Some(j));
+        }
+        if st.shutdown {
+            st.workers = st.workers.saturating_sub(1);
+            return Some(None);
+        }
+        None
+    }
+
     /// Counts the calling worker as looking for work. Called before
     /// `next_job`, while the worker still holds the GIL after its last job:
     /// a `submit` that runs as soon as the GIL is released then sees it
@@ -139,22 +165,6 @@ impl<J> Shared<J> {
     /// with an empty queue, or idle for `idle_timeout`); it is no longer
     /// counted in `workers`.
     pub(crate) fn next_job(&self, me: &Arc<Parker>, spin: &mut Spin) -> Option<J> {
-        self.find_job(me, spin)
-    }
-
-    fn take_or_exit(&self) -> Option<Option<J>> {
-        let mut st = self.st.lock();
-        if let Some(j) = self.pop_locked(&mut st) {
-            return Some(Some(j));
-        }
-        if st.shutdown {
-            st.workers = st.workers.saturating_sub(1);
-            return Some(None);
-        }
-        None
-    }
-
-    fn find_job(&self, me: &Arc<Parker>, spin: &mut Spin) -> Option<J> {
         // Counted in `spinning` (worker_available) until it parks or leaves.
         let mut counted = true;
         let uncount = |counted: &mut bool| {
@@ -287,9 +297,9 @@ mod tests {
     #[test]
     fn push_spawns_up_to_max_then_queues() {
         let s: Shared<u32> = Shared::new(2, Duration::from_secs(1));
-        assert!(matches!(s.push(1), Ok(Wake::Spawn)));
-        assert!(matches!(s.push(2), Ok(Wake::Spawn)));
-        assert!(matches!(s.push(3), Ok(Wake::Nobody)));
+        assert!(matches!(s.push(1, false), Ok(Wake::Spawn)));
+        assert!(matches!(s.push(2, false), Ok(Wake::Spawn)));
+        assert!(matches!(s.push(3, false), Ok(Wake::Nobody)));
         assert_eq!(s.workers(), 2);
         assert_eq!(s.queued(), 3);
     }
@@ -297,10 +307,10 @@ mod tests {
     #[test]
     fn shutdown_refuses_new_jobs_and_can_drain() {
         let s: Shared<u32> = Shared::new(1, Duration::from_secs(1));
-        let _ = s.push(1);
-        let _ = s.push(2);
+        let _ = s.push(1, false);
+        let _ = s.push(2, false);
         assert_eq!(s.shutdown(true), vec![1, 2]);
-        assert!(s.push(3).is_err());
+        assert!(s.push(3, false).is_err());
     }
 
     #[test]
@@ -309,7 +319,7 @@ mod tests {
         let done = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
         for i in 0..1000u32 {
-            match s.push(i) {
+            match s.push(i, false) {
                 Ok(Wake::Spawn) => {
                     let (s, done) = (s.clone(), done.clone());
                     threads.push(std::thread::spawn(move || {
@@ -341,7 +351,7 @@ mod tests {
     #[test]
     fn idle_worker_retires_after_timeout() {
         let s: Arc<Shared<u32>> = Arc::new(Shared::new(1, Duration::from_millis(20)));
-        assert!(matches!(s.push(7), Ok(Wake::Spawn)));
+        assert!(matches!(s.push(7, false), Ok(Wake::Spawn)));
         let s2 = s.clone();
         let t = std::thread::spawn(move || {
             let me = Arc::new(Parker::default());

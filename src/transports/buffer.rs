@@ -128,14 +128,8 @@ pub fn recv_bytes<'py>(
     } else {
         max
     };
-    let size = ffi::Py_ssize_t::try_from(max).unwrap_or(ffi::Py_ssize_t::MAX);
-    // SAFETY: GIL held; a NULL source makes an uninitialised bytes object of
-    // `size` bytes, which we own (new reference) and fill before exposing.
-    let mut obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
-    if obj.is_null() {
-        return Err(PyErr::fetch(py));
-    }
-    // SAFETY: `obj` is a fresh bytes object of `size` bytes.
+    let mut obj = new_bytes(py, max)?;
+    // SAFETY: `obj` is a fresh bytes object of `max` bytes.
     let data = unsafe { ffi::PyBytes_AsString(obj) } as *mut u8;
     let res = recv(fd, data, max);
     let n = match res {
@@ -151,13 +145,7 @@ pub fn recv_bytes<'py>(
         }
     };
     if n < max {
-        // SAFETY: `obj` is a bytes object with refcount 1 that no one else
-        // has seen, as _PyBytes_Resize requires; on failure it is freed and
-        // set to NULL.
-        let rc = unsafe { _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) };
-        if rc != 0 {
-            return Err(PyErr::fetch(py));
-        }
+        resize(py, &mut obj, n)?;
     }
     // SAFETY: `obj` is a valid new reference.
     Ok(Read::Data(unsafe { Bound::from_owned_ptr(py, obj) }))
