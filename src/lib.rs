@@ -7,6 +7,7 @@
 //! - `reactor/`: epoll and the cross-thread waker.
 //! - `transports/`: native socket transports (per-packet I/O).
 //! - `executor/`: the thread pool behind `ferrio.ThreadPoolExecutor`.
+//! - `sync/`: `ferrio.sync`'s locks, semaphores, events, conditions, barriers.
 //! - `clock`: the monotonic clock.
 //! - `boundary`: the panic/exception guard for raw CPython entry points.
 //! - `pyhelpers`: cached calls into `ferrio._helpers` for cold paths.
@@ -18,6 +19,7 @@ mod executor;
 mod handles;
 mod pyhelpers;
 mod reactor;
+mod sync;
 mod timers;
 mod transports;
 
@@ -30,6 +32,7 @@ fn _ferrio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handles::register(m)?;
     transports::register(m)?;
     executor::register(m)?;
+    sync::register(m)?;
     m.add_function(wrap_pyfunction!(event_loop::_drain_completions, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,0 +1,325 @@
+//! Waiters: what every primitive queues while someone waits on it.
+//!
+//! A `Waiter` is either a parked thread (it sleeps on its own futex word,
+//! futex.rs) or a coroutine (an asyncio future on some loop, in any
+//! thread). A primitive keeps its waiters in a queue under its own short
+//! mutex and marks a waiter's outcome (`WOKEN`: try again, `GRANTED`: you
+//! have it) *while holding that mutex*, so a waiter that gives up (timeout,
+//! Ctrl-C, cancellation) can tell under the same mutex whether it lost the
+//! race and now owns something it must keep or pass on.
+//!
+//! Invariant: no Python code runs while a primitive's mutex is held (it
+//! could release the GIL and deadlock against a thread that holds the GIL
+//! and waits for the mutex). Marking happens under the mutex; waking
+//! (futex wake, scheduling the future's settlement on its loop) after it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyStopIteration;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use super::futex::{self, Woke};
+
+pub(crate) const WAITING: u32 = 0;
+/// Woken to try again (the primitive was freed but not handed over).
+pub(crate) const WOKEN: u32 = 1;
+/// Handed what it waited for (a permit, the lock, a notification).
+pub(crate) const GRANTED: u32 = 2;
+
+/// A waiter that has waited this long gets a direct handoff instead of
+/// competing with threads that arrive later (eventual fairness).
+pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
+
+/// Where a coroutine waiter's outcome goes.
+pub(crate) struct AsyncTarget {
+    pub(crate) loop_: Py<PyAny>,
+    pub(crate) fut: Py<PyAny>,
+    /// The loop's thread: settling from it needs no cross-thread wakeup.
+    pub(crate) thread: ThreadId,
+    /// The future's result when granted.
+    pub(crate) value: Py<PyAny>,
+    /// Primitive-specific (RLock: the owning task's key).
+    pub(crate) tag: u64,
+}
+
+pub(crate) struct Waiter {
+    /// WAITING / WOKEN / GRANTED; written under the primitive's mutex with
+    /// Release, read by the waiter with Acquire (it then sees what the
+    /// granter did before granting).
+    pub(crate) word: AtomicU32,
+    pub(crate) since: Instant,
+    pub(crate) target: Option<AsyncTarget>,
+}
+
+pub(crate) type Queue = VecDeque<Arc<Waiter>>;
+
+impl Waiter {
+    pub(crate) fn thread() -> Arc<Self> {
+        Arc::new(Self {
+            word: AtomicU32::new(WAITING),
+            since: Instant::now(),
+            target: None,
+        })
+    }
+
+    pub(crate) fn state(&self) -> u32 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// Marks the outcome; call under the primitive's mutex, wake after.
+    pub(crate) fn mark(&self, state: u32) {
+        self.word.store(state, Ordering::Release);
+    }
+
+    /// Back to waiting before re-queueing (only its own thread does this).
+    pub(crate) fn rearm(&self) {
+        self.word.store(WAITING, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_async(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Async waiters always get a direct handoff (a retry would cost a loop
+    /// round trip); threads after `FAIR_AFTER`.
+    pub(crate) fn handoff_due(&self, now: Instant) -> bool {
+        self.is_async() || now.saturating_duration_since(self.since) >= FAIR_AFTER
+    }
+
+    fn is_for(&self, fut: &Bound<'_, PyAny>) -> bool {
+        self.target
+            .as_ref()
+            .is_some_and(|t| t.fut.as_ptr() == fut.as_ptr())
+    }
+}
+
+/// Removes `w` from `q`; whether it was there.
+pub(crate) fn remove(q: &mut Queue, w: &Arc<Waiter>) -> bool {
+    match q.iter().position(|x| Arc::ptr_eq(x, w)) {
+        Some(i) => {
+            q.remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Removes the still-waiting coroutine waiter of `fut` (cancelled).
+pub(crate) fn remove_future(q: &mut Queue, fut: &Bound<'_, PyAny>) -> Option<Arc<Waiter>> {
+    let i = q.iter().position(|x| x.is_for(fut))?;
+    q.remove(i)
+}
+
+/// The deadline of a `threading`-style timeout in seconds (negative: none;
+/// too far to represent: none).
+pub(crate) fn deadline(timeout: f64) -> Option<Instant> {
+    if timeout < 0.0 {
+        return None;
+    }
+    Duration::try_from_secs_f64(timeout)
+        .ok()
+        .and_then(|d| Instant::now().checked_add(d))
+}
+
+fn park(w: &Waiter, deadline: Option<Instant>) -> Woke {
+    loop {
+        if w.state() != WAITING {
+            return Woke::Changed;
+        }
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Woke::TimedOut;
+                }
+                Some(d - now)
+            }
+        };
+        if let Woke::Interrupted = futex::wait(&w.word, WAITING, timeout) {
+            return Woke::Interrupted;
+        }
+    }
+}
+
+/// Blocks the calling thread with the GIL released until `w` is marked
+/// (`Some(state)`) or `deadline` passes (`None`). Signals interrupt the
+/// sleep to run Python's handlers; one that raises ends the wait with its
+/// exception. On `None` or an error the waiter is still queued (or was
+/// marked meanwhile): the caller settles that under its mutex.
+pub(crate) fn block(
+    py: Python<'_>,
+    w: &Waiter,
+    deadline: Option<Instant>,
+) -> PyResult<Option<u32>> {
+    loop {
+        match py.detach(|| park(w, deadline)) {
+            Woke::Changed => return Ok(Some(w.state())),
+            Woke::TimedOut => return Ok(None),
+            Woke::Interrupted => py.check_signals()?,
+        }
+    }
+}
+
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A coroutine waiter on the running loop: the waiter and its future.
+pub(crate) fn async_waiter<'py>(
+    py: Python<'py>,
+    value: Py<PyAny>,
+    tag: u64,
+) -> PyResult<(Arc<Waiter>, Bound<'py, PyAny>)> {
+    let lp = GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")?
+        .call0()?;
+    let fut = lp.call_method0(pyo3::intern!(py, "create_future"))?;
+    let w = Arc::new(Waiter {
+        word: AtomicU32::new(WAITING),
+        since: Instant::now(),
+        target: Some(AsyncTarget {
+            loop_: lp.unbind(),
+            fut: fut.clone().unbind(),
+            thread: std::thread::current().id(),
+            value,
+            tag,
+        }),
+    });
+    Ok((w, fut))
+}
+
+/// Wakes marked waiters after the primitive's mutex was dropped: threads
+/// through their futex; coroutines by scheduling `owner._settle(fut,
+/// value, tag)` on their loop (`_settle` sets the result, or, if the
+/// future was cancelled meanwhile, gives back what was granted). If the
+/// future is already done or the loop is closed, `_settle(None, value,
+/// tag)` gives it back at once.
+pub(crate) fn wake(py: Python<'_>, owner: &Bound<'_, PyAny>, woken: Vec<Arc<Waiter>>) {
+    for w in woken {
+        match &w.target {
+            None => futex::wake(&w.word),
+            Some(t) => {
+                // A waiter whose future is already done (its task was
+                // cancelled and the done callback has not run yet) gives the
+                // grant back now, so the release is visible at once.
+                let gone = future_done(t.fut.bind(py)).unwrap_or(true);
+                if gone || schedule_settle(py, owner, t).is_err() {
+                    let undo = owner.call_method1(
+                        pyo3::intern!(py, "_settle"),
+                        (py.None(), t.value.clone_ref(py), t.tag),
+                    );
+                    if let Err(e) = undo {
+                        e.write_unraisable(py, Some(owner));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn schedule_settle(py: Python<'_>, owner: &Bound<'_, PyAny>, t: &AsyncTarget) -> PyResult<()> {
+    let settle = owner.getattr(pyo3::intern!(py, "_settle"))?;
+    let args = (settle, t.fut.clone_ref(py), t.value.clone_ref(py), t.tag);
+    let lp = t.loop_.bind(py);
+    if std::thread::current().id() == t.thread {
+        lp.call_method1(pyo3::intern!(py, "call_soon"), args)?;
+    } else {
+        lp.call_method1(pyo3::intern!(py, "call_soon_threadsafe"), args)?;
+    }
+    Ok(())
+}
+
+/// A finished awaitable giving `value`.
+pub(crate) fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    Ok(Bound::new(py, Ready::new(value))?.into_any().unbind())
+}
+
+/// Hooks a queued coroutine waiter's future to `owner._forget` (so a
+/// cancelled waiter leaves the queue) and returns it.
+pub(crate) fn track(owner: &Bound<'_, PyAny>, fut: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let py = owner.py();
+    fut.call_method1(
+        pyo3::intern!(py, "add_done_callback"),
+        (owner.getattr(pyo3::intern!(py, "_forget"))?,),
+    )?;
+    Ok(fut.unbind())
+}
+
+/// The body of every `_settle`: complete a still-pending future with
+/// `value`, else (cancelled, or None: its loop is closed) `give_back`.
+pub(crate) fn settle(
+    fut: Option<&Bound<'_, PyAny>>,
+    value: &Bound<'_, PyAny>,
+    give_back: impl FnOnce() -> PyResult<()>,
+) -> PyResult<()> {
+    match fut {
+        Some(f) if !future_done(f)? => set_result(f, value),
+        _ => give_back(),
+    }
+}
+
+/// The body of a queue-only `_forget`: drops `fut`'s waiter (outside the
+/// mutex: it holds Python references).
+pub(crate) fn forget(q: &parking_lot::Mutex<Queue>, fut: &Bound<'_, PyAny>) {
+    let gone = remove_future(&mut q.lock(), fut);
+    drop(gone);
+}
+
+/// Whether a future is done (`_settle` checks before setting a result).
+pub(crate) fn future_done(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fut.call_method0(pyo3::intern!(fut.py(), "done"))?
+        .is_truthy()
+}
+
+/// Sets a pending future's result.
+pub(crate) fn set_result(fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fut.call_method1(pyo3::intern!(fut.py(), "set_result"), (value,))?;
+    Ok(())
+}
+
+/// An awaitable that is already finished: `await` gives `value` without a
+/// future or a trip through the loop (the uncontended async path).
+#[pyclass(module = "ferrio.sync", name = "_Ready", frozen)]
+pub struct Ready {
+    value: Py<PyAny>,
+}
+
+impl Ready {
+    pub(crate) fn new(value: Py<PyAny>) -> Self {
+        Self { value }
+    }
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<()> {
+        Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
+    }
+
+    fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.__next__(py)
+    }
+
+    #[pyo3(signature = (*args))]
+    fn throw(&self, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        let exc = args.get_item(0)?;
+        if let Ok(e) = exc.cast::<pyo3::exceptions::PyBaseException>() {
+            return Err(PyErr::from_value(e.clone().into_any()));
+        }
+        Err(PyErr::from_value(exc.call0()?))
+    }
+
+    fn close(&self) {}
+}
