@@ -13,8 +13,18 @@ with ferrio's ratio (>1 = ferrio faster):
 * ``submit_many``: submit a batch, then wait for every result.
 * ``map``: ``list(ex.map(f, range(n)))`` over trivial items.
 
-Sync primitives and ``ferrio.Queue`` are not built yet (docs/next-threads.md);
-their rows come with them. Nothing here is a test: speed is only reported.
+Sync primitives (``threading`` vs ``ferrio.sync``), each under 1, 2 and 8
+threads (suffix ``_1``/``_2``/``_8``; n is the total operations):
+
+* ``lock``: ``with lock: counter += 1``.
+* ``sem``: the same with ``Semaphore(max(1, threads // 2))``.
+* ``cond``: a turn-taking ring: each thread waits (``wait_for``) for its
+  turn, takes it and ``notify_all``s (every op is a wake-up handoff).
+* ``event``: set/wait ping-pong between pairs of threads.
+* ``barrier``: every thread waits at a ``Barrier(threads)``; n rounds.
+
+``ferrio.Queue`` is not built yet (docs/next-threads.md); its rows come with
+it. Nothing here is a test: speed is only reported.
 """
 
 from __future__ import annotations
@@ -100,6 +110,119 @@ def _map(cls, n: int) -> float:
         return perf() - t0
 
 
+def _threaded(nthreads: int, body: Callable[[int], None]) -> float:
+    """Runs ``body(i)`` in ``nthreads`` threads released together; the time
+    from the release to the last one's end (thread start-up excluded)."""
+    import threading
+
+    gate = threading.Barrier(nthreads + 1)
+
+    def run_one(i):
+        gate.wait()
+        body(i)
+
+    ts = [threading.Thread(target=run_one, args=(i,)) for i in range(nthreads)]
+    for t in ts:
+        t.start()
+    gate.wait()
+    t0 = perf()
+    for t in ts:
+        t.join()
+    return perf() - t0
+
+
+def _guarded(prim, n: int, nthreads: int) -> float:
+    """``with prim: counter += 1`` from every thread, n in total."""
+    box = [0]
+    per = n // nthreads
+
+    def body(_i):
+        for _ in range(per):
+            with prim:
+                box[0] += 1
+
+    return _threaded(nthreads, body)
+
+
+def _lock(mod, n: int, nthreads: int) -> float:
+    return _guarded(mod.Lock(), n, nthreads)
+
+
+def _sem(mod, n: int, nthreads: int) -> float:
+    return _guarded(mod.Semaphore(max(1, nthreads // 2)), n, nthreads)
+
+
+def _cond(mod, n: int, nthreads: int) -> float:
+    cond = mod.Condition(mod.Lock())
+    turn = [0]
+    per = n // nthreads
+
+    def body(i):
+        for _ in range(per):
+            with cond:
+                cond.wait_for(lambda: turn[0] % nthreads == i)
+                turn[0] += 1
+                cond.notify_all()
+
+    return _threaded(nthreads, body)
+
+
+def _event(mod, n: int, nthreads: int) -> float:
+    if nthreads == 1:
+        ev = mod.Event()
+
+        def solo(_i):
+            for _ in range(n):
+                ev.set()
+                ev.wait()
+                ev.clear()
+
+        return _threaded(1, solo)
+    pairs = [(mod.Event(), mod.Event()) for _ in range(nthreads // 2)]
+    per = n // nthreads
+
+    def body(i):
+        ping, pong = pairs[i // 2]
+        if i % 2 == 0:
+            for _ in range(per):
+                ping.set()
+                pong.wait()
+                pong.clear()
+        else:
+            for _ in range(per):
+                ping.wait()
+                ping.clear()
+                pong.set()
+
+    return _threaded(nthreads, body)
+
+
+def _barrier(mod, n: int, nthreads: int) -> float:
+    b = mod.Barrier(nthreads)
+    rounds = n // nthreads
+
+    def body(_i):
+        for _ in range(rounds):
+            b.wait()
+
+    return _threaded(nthreads, body)
+
+
+def _sync_impls() -> Dict[str, Callable]:
+    import threading
+
+    from . import sync
+
+    return {"stdlib": threading, "ferrio": sync}
+
+
+def _per_threads(fn, nthreads):
+    def run_it(mod, n):
+        return fn(mod, n, nthreads)
+
+    return run_it
+
+
 def _loop_impls() -> Dict[str, Callable]:
     return dict(available_loops())
 
@@ -118,6 +241,23 @@ WORKLOADS = {
     "submit_many": (_submit_many, _pool_impls, 50_000, 10_000, "submit a batch, then every result()"),
     "map": (_map, _pool_impls, 100_000, 20_000, "list(map(f, range(n)))"),
 }
+# name -> (function, full n, quick n, description)
+_PRIMITIVES = {
+    "lock": (_lock, 400_000, 100_000, "with lock: counter += 1"),
+    "sem": (_sem, 400_000, 100_000, "with Semaphore(max(1, threads//2))"),
+    "cond": (_cond, 40_000, 10_000, "Condition turn-taking ring (wait_for + notify_all)"),
+    "event": (_event, 40_000, 10_000, "Event set/wait ping-pong"),
+    "barrier": (_barrier, 20_000, 5_000, "Barrier(threads).wait() rounds"),
+}
+for _name, (_fn, _full, _quick, _desc) in _PRIMITIVES.items():
+    for _t in (1, 2, 8):
+        WORKLOADS[f"{_name}_{_t}"] = (
+            _per_threads(_fn, _t),
+            _sync_impls,
+            _full,
+            _quick,
+            f"{_desc}, {_t} thread{'s' if _t > 1 else ''}",
+        )
 
 
 def _fmt(v: float) -> str:
