@@ -625,3 +625,152 @@ def test_ferrio_only_rlock_async_reentrant_per_task(loop):
         assert not rlock.locked()
 
     run(loop, main())
+
+
+# ------------------------------------------------------------------- RWLock
+# No stdlib counterpart: ferrio-only, the async ones still on both loops.
+
+
+def _wait_until(pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_ferrio_only_rwlock_readers_share_writer_excludes():
+    rw = sync.RWLock()
+    assert rw.acquire_read() and rw.acquire_read(False)
+    assert not rw.acquire_write(False)
+    assert not rw.acquire_write(timeout=0.01)
+    rw.release_read()
+    rw.release_read()
+    with pytest.raises(RuntimeError):
+        rw.release_read()
+    with rw.write():
+        assert not rw.acquire_read(False)
+        assert not rw.acquire_write(False)
+    with pytest.raises(RuntimeError):
+        rw.release_write()
+    with pytest.raises(ValueError):
+        rw.acquire_read(False, 1)
+
+
+def test_ferrio_only_rwlock_writer_preferring_blocks_new_readers():
+    rw = sync.RWLock()
+    rw.acquire_read()
+    got = []
+    w = threading.Thread(target=lambda: (rw.acquire_write(), got.append("w"), rw.release_write()))
+    w.start()
+    _wait_until(lambda: "writers=1" in repr(rw))
+    # a writer waits: a new reader must queue behind it
+    assert not rw.acquire_read(False)
+    r = threading.Thread(target=lambda: (rw.acquire_read(), got.append("r"), rw.release_read()))
+    r.start()
+    _wait_until(lambda: "readers=1" in repr(rw))
+    rw.release_read()
+    w.join(10)
+    r.join(10)
+    assert got == ["w", "r"]
+
+
+def test_ferrio_only_rwlock_reader_preferring_lets_readers_in():
+    rw = sync.RWLock(prefer_writers=False)
+    rw.acquire_read()
+    w = threading.Thread(target=lambda: (rw.acquire_write(), rw.release_write()))
+    w.start()
+    _wait_until(lambda: "writers=1" in repr(rw))
+    assert rw.acquire_read(False)  # readers still enter
+    rw.release_read()
+    rw.release_read()
+    w.join(10)
+    assert not w.is_alive()
+
+
+def test_ferrio_only_rwlock_timed_out_writer_unblocks_readers():
+    rw = sync.RWLock()
+    rw.acquire_read()
+    res = []
+    w = threading.Thread(target=lambda: res.append(rw.acquire_write(timeout=0.05)))
+    w.start()
+    _wait_until(lambda: "writers=1" in repr(rw))
+    r = threading.Thread(target=lambda: res.append(rw.acquire_read(timeout=10)))
+    r.start()
+    w.join(10)
+    r.join(10)
+    assert sorted(res) == [False, True]
+    rw.release_read()
+    rw.release_read()
+    assert rw.acquire_write(False)
+    rw.release_write()
+
+
+def test_ferrio_only_rwlock_async_and_threads(loop):
+    rw = sync.RWLock()
+    state = {"readers": 0, "writer": 0, "bad": 0}
+    guard = threading.Lock()
+
+    def check():
+        if state["writer"] > 1 or (state["writer"] and state["readers"]):
+            state["bad"] += 1
+
+    def enter(kind, d):
+        with guard:
+            state[kind] += d
+            check()
+
+    async def coro(i):
+        for k in range(100):
+            if (i + k) % 4 == 0:
+                async with rw.write():
+                    enter("writer", 1)
+                    await asyncio.sleep(0)
+                    enter("writer", -1)
+            else:
+                async with rw.read():
+                    enter("readers", 1)
+                    await asyncio.sleep(0)
+                    enter("readers", -1)
+
+    def thread_body(i):
+        for k in range(300):
+            if (i + k) % 5 == 0:
+                with rw.write():
+                    enter("writer", 1)
+                    enter("writer", -1)
+            else:
+                with rw.read():
+                    enter("readers", 1)
+                    enter("readers", -1)
+
+    ts = [threading.Thread(target=thread_body, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+
+    async def main():
+        await asyncio.gather(*(coro(i) for i in range(4)))
+        assert await rw.acquire_write_async() is True
+        rw.release_write()
+
+    run(loop, main(), timeout=60)
+    for t in ts:
+        t.join(60)
+    assert state == {"readers": 0, "writer": 0, "bad": 0}
+
+
+def test_ferrio_only_rwlock_cancelled_async_writer_unblocks_readers(loop):
+    rw = sync.RWLock()
+
+    async def main():
+        rw.acquire_read()
+        wt = asyncio.ensure_future(rw.acquire_write_async())
+        await asyncio.sleep(0)
+        assert not rw.acquire_read(False)  # writer queued
+        wt.cancel()
+        await asyncio.gather(wt, return_exceptions=True)
+        await asyncio.sleep(0)
+        assert rw.acquire_read(False)
+        rw.release_read()
+        rw.release_read()
+
+    run(loop, main())

@@ -1,6 +1,8 @@
 """Threading-compatible synchronization primitives that coroutines can use
 too: ``Lock``, ``RLock``, ``Condition``, ``Semaphore``, ``BoundedSemaphore``,
-``Event``, ``Barrier``.
+``Event``, ``Barrier``, and a readers-writer lock ``RWLock``
+(writer-preferring by default; ``RWLock(prefer_writers=False)`` for
+reader preference; ``with rw.read():`` / ``with rw.write():``).
 
 Each has ``threading``'s API and semantics (timeouts, ``blocking=False``,
 context managers, ``Condition.wait_for``/``notify(n)``, ``Barrier.abort``/
@@ -26,6 +28,7 @@ from ._ferrio import (
     Event,
     Lock,
     RLock,
+    RWLock,
     Semaphore,
 )
 from ._synchelpers import BrokenBarrierError
@@ -38,5 +41,6 @@ __all__ = [
     "Event",
     "Lock",
     "RLock",
+    "RWLock",
     "Semaphore",
 ]

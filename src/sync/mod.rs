@@ -8,7 +8,7 @@
 //!   fairness handoff, bounded spinning) under `Lock`, `RLock`,
 //!   `Semaphore`, `BoundedSemaphore`.
 //! - `lock.rs`, `rlock.rs`, `semaphore.rs`, `event.rs`, `condition.rs`,
-//!   `barrier.rs`: the Python classes.
+//!   `barrier.rs`, `rwlock.rs`: the Python classes.
 //! - `args.rs`: `threading`'s argument rules and error texts.
 
 mod args;
@@ -19,6 +19,7 @@ mod futex;
 mod lock;
 mod permits;
 mod rlock;
+mod rwlock;
 mod semaphore;
 mod waiter;
 
@@ -30,6 +31,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<semaphore::Semaphore>()?;
     m.add_class::<semaphore::BoundedSemaphore>()?;
     m.add_class::<event::Event>()?;
+    m.add_class::<rwlock::RWLock>()?;
+    m.add_class::<rwlock::RWLockGuard>()?;
     m.add_class::<condition::Condition>()?;
     m.add_class::<barrier::Barrier>()?;
     m.add_class::<waiter::Ready>()?;
