@@ -95,6 +95,8 @@ impl Barrier {
             return Ok(Step::Queued);
         }
         if st.state < 0 {
+            // Never call Python under the mutex (waiter.rs): raise after.
+            drop(st);
             return Err(broken(py));
         }
         let index = st.count;

@@ -447,7 +447,9 @@ impl Condition {
     }
 
     fn _at_fork_reinit(&self) {
-        self.q.lock().clear();
+        // Dropped after the mutex: coroutine waiters hold Python objects.
+        let gone = std::mem::take(&mut *self.q.lock());
+        drop(gone);
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

@@ -138,7 +138,9 @@ impl Event {
     }
 
     fn _at_fork_reinit(&self) {
-        self.q.lock().clear();
+        // Dropped after the mutex: coroutine waiters hold Python objects.
+        let gone = std::mem::take(&mut *self.q.lock());
+        drop(gone);
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {

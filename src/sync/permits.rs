@@ -314,9 +314,12 @@ impl Permits {
     /// Whether the state is waiting-free (fork reinit check).
     pub(crate) fn reinit(&self, initial: usize) {
         let mut q = self.q.lock();
-        q.clear();
+        let gone = std::mem::take(&mut *q);
         // Relaxed: the child of a fork has one thread.
         self.state.store(initial << 1, Ordering::Relaxed);
+        drop(q);
+        // After the mutex: coroutine waiters hold Python objects.
+        drop(gone);
     }
 
     #[cfg(test)]
