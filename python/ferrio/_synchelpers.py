@@ -94,3 +94,16 @@ async def barrier_wait(barrier, timeout):
         raise
     barrier._leave(True)
     return index
+
+
+async def acquire_slow(owner, fut, value, tag):
+    """The contended async acquire: await the handoff; if the task is
+    cancelled after the grant was already delivered (the future has its
+    result but the coroutine gets CancelledError, e.g. a timeout firing at
+    that moment), give the grant back, as asyncio.Semaphore does."""
+    try:
+        return await fut
+    except asyncio.CancelledError:
+        if fut.done() and not fut.cancelled():
+            owner._settle(None, value, tag)
+        raise

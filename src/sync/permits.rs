@@ -296,7 +296,7 @@ impl Permits {
             on_take();
             return waiter::ready(py, value);
         }
-        waiter::track(owner, fut)
+        waiter::track_grant(owner, fut, value, tag)
     }
 
     /// A coroutine waiter's future finished without a grant (cancelled):

@@ -284,6 +284,11 @@ impl RLock {
             }
         }
         waiter::settle(fut, value, || {
+            // Relaxed: see the module doc. A grant taken back from a
+            // cancelled task may already have made it the owner.
+            if slf.get().owner.load(Ordering::Relaxed) == tag {
+                slf.get().take(0, 0);
+            }
             Self::give_back(slf);
             Ok(())
         })

@@ -169,7 +169,7 @@ impl RWLock {
             }
             Self::queue(&mut st, mode).push_back(w);
         }
-        waiter::track(slf.as_any(), fut)
+        waiter::track_grant(slf.as_any(), fut, value, mode)
     }
 }
 

@@ -303,6 +303,24 @@ pub(crate) fn track(owner: &Bound<'_, PyAny>, fut: Bound<'_, PyAny>) -> PyResult
     Ok(fut.unbind())
 }
 
+static ACQUIRE_SLOW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `track`, wrapped in a coroutine that gives the grant back if the task
+/// is cancelled after the grant was delivered (`_synchelpers.acquire_slow`).
+pub(crate) fn track_grant(
+    owner: &Bound<'_, PyAny>,
+    fut: Bound<'_, PyAny>,
+    value: Py<PyAny>,
+    tag: u64,
+) -> PyResult<Py<PyAny>> {
+    let py = owner.py();
+    let fut = track(owner, fut)?;
+    Ok(ACQUIRE_SLOW
+        .import(py, "ferrio._synchelpers", "acquire_slow")?
+        .call1((owner, fut, value, tag))?
+        .unbind())
+}
+
 /// The body of every `_settle`: complete a still-pending future with
 /// `value`, else (cancelled, or None: its loop is closed) `give_back`.
 pub(crate) fn settle(
