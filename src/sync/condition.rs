@@ -374,10 +374,7 @@ impl Condition {
         if !me.is_owned(py)? {
             return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
         }
-        let t = pyo3::types::PyBool::new(py, true)
-            .to_owned()
-            .into_any()
-            .unbind();
+        let t = waiter::py_true(py);
         let (w, fut) = waiter::async_waiter(py, t, 0)?;
         me.q.lock().push_back(w.clone());
         let fut = waiter::track(slf.as_any(), fut)?.into_bound(py);

@@ -109,10 +109,7 @@ impl Event {
     fn wait_async(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let me = slf.get();
-        let t = pyo3::types::PyBool::new(py, true)
-            .to_owned()
-            .into_any()
-            .unbind();
+        let t = waiter::py_true(py);
         if me.is_set_now() {
             return waiter::ready(py, t);
         }

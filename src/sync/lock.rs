@@ -23,14 +23,7 @@ impl Lock {
     /// Acquire with a decided wait; the shared body of `acquire`,
     /// `__enter__` and `Condition`'s reacquire.
     pub(crate) fn acquire_with(slf: &Bound<'_, Self>, wait: Wait) -> PyResult<bool> {
-        let core = &slf.get().core;
-        if core.try_acquire() {
-            return Ok(true);
-        }
-        match wait {
-            Wait::Try => Ok(false),
-            Wait::Until(deadline) => core.acquire_blocking(slf.py(), slf.as_any(), deadline),
-        }
+        slf.get().core.acquire(slf.as_any(), wait)
     }
 
     pub(crate) fn release_inner(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -93,8 +86,7 @@ impl Lock {
 
     /// `await lock.acquire_async()` -> True, without blocking the loop.
     fn acquire_async(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let t = pyo3::types::PyBool::new(slf.py(), true).to_owned();
-        Self::acquire_async_with(slf, t.into_any().unbind())
+        Self::acquire_async_with(slf, waiter::py_true(slf.py()))
     }
 
     fn __aenter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {

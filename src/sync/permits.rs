@@ -28,6 +28,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
+use super::args::Wait;
 #[cfg(test)]
 use super::waiter::WAITING;
 use super::waiter::{self, Queue, Waiter, GRANTED, WOKEN};
@@ -204,6 +205,20 @@ impl Permits {
             }
         }
         false
+    }
+
+    /// A thread's acquire with a decided wait: the fast path, then (unless
+    /// `Wait::Try`) the blocking path. The body of every `acquire` and
+    /// `__enter__` on this core.
+    #[inline]
+    pub(crate) fn acquire(&self, owner: &Bound<'_, PyAny>, wait: Wait) -> PyResult<bool> {
+        if self.try_acquire() {
+            return Ok(true);
+        }
+        match wait {
+            Wait::Try => Ok(false),
+            Wait::Until(d) => self.acquire_blocking(owner.py(), owner, d),
+        }
     }
 
     /// Blocking acquire from a thread (the fast path failed). Ok(true):

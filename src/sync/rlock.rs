@@ -101,11 +101,7 @@ impl RLock {
         if owner == key || (owner & TASK != 0 && me.caller_owns(slf.py())?.is_some()) {
             return me.reenter();
         }
-        let got = me.core.try_acquire()
-            || match wait {
-                Wait::Try => false,
-                Wait::Until(d) => me.core.acquire_blocking(slf.py(), slf.as_any(), d)?,
-            };
+        let got = me.core.acquire(slf.as_any(), wait)?;
         if got {
             me.take(key, 1);
         }
@@ -248,8 +244,7 @@ impl RLock {
     /// `await rlock.acquire_async()` -> True; re-entrant per task.
     fn acquire_async(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let key = Self::running_task_key(slf.py())?;
-        let t = pyo3::types::PyBool::new(slf.py(), true).to_owned();
-        Self::acquire_async_with(slf, key, 1, t.into_any().unbind())
+        Self::acquire_async_with(slf, key, 1, waiter::py_true(slf.py()))
     }
 
     fn __aenter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {

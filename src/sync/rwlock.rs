@@ -221,14 +221,12 @@ impl RWLock {
 
     /// `await rw.acquire_read_async()` -> True.
     fn acquire_read_async(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let t = pyo3::types::PyBool::new(slf.py(), true).to_owned();
-        Self::acquire_async(slf, READ, t.into_any().unbind())
+        Self::acquire_async(slf, READ, waiter::py_true(slf.py()))
     }
 
     /// `await rw.acquire_write_async()` -> True.
     fn acquire_write_async(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let t = pyo3::types::PyBool::new(slf.py(), true).to_owned();
-        Self::acquire_async(slf, WRITE, t.into_any().unbind())
+        Self::acquire_async(slf, WRITE, waiter::py_true(slf.py()))
     }
 
     /// `with rw.read():` / `async with rw.read():` (shared).

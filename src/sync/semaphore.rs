@@ -33,14 +33,7 @@ fn initial(value: i64) -> PyResult<usize> {
 
 impl Semaphore {
     pub(crate) fn acquire_with(slf: &Bound<'_, Self>, wait: Wait) -> PyResult<bool> {
-        let core = &slf.get().core;
-        if core.try_acquire() {
-            return Ok(true);
-        }
-        match wait {
-            Wait::Try => Ok(false),
-            Wait::Until(d) => core.acquire_blocking(slf.py(), slf.as_any(), d),
-        }
+        slf.get().core.acquire(slf.as_any(), wait)
     }
 
     pub(crate) fn release_n(slf: &Bound<'_, Self>, n: usize) -> PyResult<()> {
@@ -104,8 +97,7 @@ impl Semaphore {
 
     /// `await sem.acquire_async()` -> True, without blocking the loop.
     fn acquire_async(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let t = pyo3::types::PyBool::new(slf.py(), true).to_owned();
-        Self::acquire_async_with(slf, t.into_any().unbind())
+        Self::acquire_async_with(slf, waiter::py_true(slf.py()))
     }
 
     fn __aenter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {

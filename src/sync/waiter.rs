@@ -287,6 +287,14 @@ fn schedule_settle(py: Python<'_>, owner: &Bound<'_, PyAny>, t: &AsyncTarget) ->
     Ok(())
 }
 
+/// Python's `True`, as the result an async acquire resolves to.
+pub(crate) fn py_true(py: Python<'_>) -> Py<PyAny> {
+    pyo3::types::PyBool::new(py, true)
+        .to_owned()
+        .into_any()
+        .unbind()
+}
+
 /// A finished awaitable giving `value`.
 pub(crate) fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
     Ok(Bound::new(py, Ready::new(value))?.into_any().unbind())
