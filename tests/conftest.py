@@ -6,7 +6,13 @@ expects some must clear the list, since teardown fails on leftovers.
 """
 
 import asyncio
+import contextlib
+import functools
 import gc
+import signal
+import threading
+import time
+import unittest
 
 import pytest
 
@@ -40,6 +46,32 @@ def loop(loop_factory):
         errors, lp.errors = lp.errors, []
         gc.collect()
         assert not errors, f"unexpected exception handler calls: {errors}"
+
+
+@contextlib.contextmanager
+def sigint_after(delay=0.2, limit=20):
+    """SIGINT to the main thread after ``delay`` seconds, as a Ctrl-C would
+    arrive; the body must end (by KeyboardInterrupt) within ``limit``."""
+    timer = threading.Timer(delay, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        yield
+        assert time.monotonic() - t0 < limit
+    finally:
+        timer.cancel()
+
+
+def expected_failure(f):
+    """``unittest.expectedFailure`` on a copy of ``f``: it marks the function
+    object itself, which CPython's mixins share between our classes and the
+    stdlib's."""
+
+    @functools.wraps(f)
+    def wrapper(self):
+        return f(self)
+
+    return unittest.expectedFailure(wrapper)
 
 
 def is_ferrio(loop) -> bool:

@@ -8,7 +8,6 @@ each with its reason; an unexpected pass fails the run, so the list only
 shrinks.
 """
 
-import functools
 import sys
 import threading
 import unittest
@@ -16,6 +15,8 @@ import unittest
 from test import lock_tests
 
 from ferrio import sync
+
+from conftest import expected_failure
 
 # (class name, test name) -> reason
 EXPECTED_FAILURES = {
@@ -46,16 +47,6 @@ SUITES = {
 }
 
 
-def _copy(f):
-    # expectedFailure marks the function object itself: mark a wrapper, not
-    # the mixin's function (shared with the threading classes).
-    @functools.wraps(f)
-    def wrapper(self):
-        return f(self)
-
-    return wrapper
-
-
 def _build(prefix, module):
     for name, (mixin, attr, typename) in SUITES.items():
         clsname = f"{prefix}{name}"
@@ -69,7 +60,7 @@ def _build(prefix, module):
             ns["test_recursion_count"] = test_recursion_count
         for (cname, tname), reason in EXPECTED_FAILURES.items():
             if cname == clsname and hasattr(mixin, tname):
-                ns[tname] = unittest.expectedFailure(_copy(getattr(mixin, tname)))
+                ns[tname] = expected_failure(getattr(mixin, tname))
         globals()[clsname] = type(clsname, (mixin,), ns)
 
 

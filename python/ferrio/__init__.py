@@ -18,11 +18,18 @@ from typing import Any, Coroutine, TypeVar
 from ._ferrio import Handle, TimerHandle, __version__
 from ._executor import ThreadPoolExecutor
 from ._loop import Loop
+from ._queue import LifoQueue, PriorityQueue, Queue, QueueEmpty, QueueFull, QueueShutDown
 
 __all__ = [
     "EventLoopPolicy",
     "Handle",
+    "LifoQueue",
     "Loop",
+    "PriorityQueue",
+    "Queue",
+    "QueueEmpty",
+    "QueueFull",
+    "QueueShutDown",
     "ThreadPoolExecutor",
     "TimerHandle",
     "__version__",

@@ -23,8 +23,18 @@ threads (suffix ``_1``/``_2``/``_8``; n is the total operations):
 * ``event``: set/wait ping-pong between pairs of threads.
 * ``barrier``: every thread waits at a ``Barrier(threads)``; n rounds.
 
-``ferrio.Queue`` is not built yet (docs/next-threads.md); its rows come with
-it. Nothing here is a test: speed is only reported.
+Queues (n items through the queue, ``maxsize=64``):
+
+* ``queue_1x1``: one producer thread, one consumer thread: ``queue.Queue``
+  vs ``ferrio.Queue``.
+* ``queue_4x4``: four producer threads, four consumer threads.
+* ``queue_t2c``: a producer thread, a consumer coroutine; ``janus`` (on
+  asyncio's loop, where its users run it; a bench extra, the row is skipped
+  without it) vs ``ferrio.Queue`` (``get_async``) on ferrio's loop, and
+  ``ferrio@asyncio``: ferrio's queue on asyncio's loop.
+* ``queue_c2t``: a producer coroutine (``put_async``), a consumer thread.
+
+Nothing here is a test: speed is only reported.
 """
 
 from __future__ import annotations
@@ -208,6 +218,122 @@ def _barrier(mod, n: int, nthreads: int) -> float:
     return _threaded(nthreads, body)
 
 
+_QSIZE = 64
+
+
+def _queue_threads(cls, n: int, pairs: int) -> float:
+    q = cls(_QSIZE)
+    per = n // pairs
+
+    def body(i):
+        if i % 2 == 0:
+            put = q.put
+            for k in range(per):
+                put(k)
+        else:
+            get = q.get
+            for _ in range(per):
+                get()
+
+    return _threaded(2 * pairs, body)
+
+
+def _queue_1x1(cls, n: int) -> float:
+    return _queue_threads(cls, n, 1)
+
+
+def _queue_4x4(cls, n: int) -> float:
+    return _queue_threads(cls, n, 4)
+
+
+class _Janus:
+    """janus' thread face and coroutine face, one spelling."""
+
+    def __init__(self, mod):
+        self.mod = mod
+
+    def make(self):
+        q = self.mod.Queue(_QSIZE)
+        return q, q.sync_q.put, q.sync_q.get, q.async_q.put, q.async_q.get
+
+    async def close(self, q):
+        await q.aclose()
+
+
+class _Ferrio:
+    def make(self):
+        import ferrio
+
+        q = ferrio.Queue(_QSIZE)
+        return q, q.put, q.get, q.put_async, q.get_async
+
+    async def close(self, q):
+        return None
+
+
+def _mixed(impl, n: int, to_coroutine: bool) -> float:
+    kind, factory = impl
+    import threading
+
+    async def main():
+        q, sput, sget, aput, aget = kind.make()
+        if to_coroutine:
+            t = threading.Thread(target=lambda: [sput(k) for k in range(n)])
+        else:
+            t = threading.Thread(target=lambda: [sget() for _ in range(n)])
+        t0 = perf()
+        t.start()
+        if to_coroutine:
+            for _ in range(n):
+                await aget()
+        else:
+            for k in range(n):
+                await aput(k)
+        while t.is_alive():
+            await asyncio.sleep(0.0005)
+        dt = perf() - t0
+        t.join()
+        await kind.close(q)
+        return dt
+
+    loop = factory()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def _queue_t2c(impl, n: int) -> float:
+    return _mixed(impl, n, True)
+
+
+def _queue_c2t(impl, n: int) -> float:
+    return _mixed(impl, n, False)
+
+
+def _queue_impls() -> Dict[str, Callable]:
+    import queue
+
+    import ferrio
+
+    return {"stdlib": queue.Queue, "ferrio": ferrio.Queue}
+
+
+def _mixed_impls() -> Dict[str, Callable]:
+    import ferrio
+
+    out = {}
+    try:
+        import janus
+
+        out["janus"] = (_Janus(janus), asyncio.new_event_loop)
+    except ImportError:
+        pass
+    out["ferrio@asyncio"] = (_Ferrio(), asyncio.new_event_loop)
+    out["ferrio"] = (_Ferrio(), ferrio.new_event_loop)
+    return out
+
+
 def _sync_impls() -> Dict[str, Callable]:
     import threading
 
@@ -240,6 +366,10 @@ WORKLOADS = {
     "submit_result": (_submit_result, _pool_impls, 20_000, 5_000, "submit(f).result() from a thread"),
     "submit_many": (_submit_many, _pool_impls, 50_000, 10_000, "submit a batch, then every result()"),
     "map": (_map, _pool_impls, 100_000, 20_000, "list(map(f, range(n)))"),
+    "queue_1x1": (_queue_1x1, _queue_impls, 200_000, 50_000, "Queue(64): 1 producer thread, 1 consumer thread"),
+    "queue_4x4": (_queue_4x4, _queue_impls, 200_000, 50_000, "Queue(64): 4 producer threads, 4 consumer threads"),
+    "queue_t2c": (_queue_t2c, _mixed_impls, 100_000, 20_000, "Queue(64): producer thread -> consumer coroutine"),
+    "queue_c2t": (_queue_c2t, _mixed_impls, 100_000, 20_000, "Queue(64): producer coroutine -> consumer thread"),
 }
 # name -> (function, full n, quick n, description)
 _PRIMITIVES = {

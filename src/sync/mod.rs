@@ -9,6 +9,8 @@
 //!   `Semaphore`, `BoundedSemaphore`.
 //! - `lock.rs`, `rlock.rs`, `semaphore.rs`, `event.rs`, `condition.rs`,
 //!   `barrier.rs`, `rwlock.rs`: the Python classes.
+//! - `queue.rs`, `store.rs`: `ferrio.Queue`'s core (threads and coroutines
+//!   on one queue; FIFO/LIFO/priority stores).
 //! - `args.rs`: `threading`'s argument rules and error texts.
 
 mod args;
@@ -18,9 +20,11 @@ mod event;
 mod futex;
 mod lock;
 mod permits;
+mod queue;
 mod rlock;
 mod rwlock;
 mod semaphore;
+mod store;
 mod waiter;
 
 use pyo3::prelude::*;
@@ -36,5 +40,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<condition::Condition>()?;
     m.add_class::<barrier::Barrier>()?;
     m.add_class::<waiter::Ready>()?;
+    m.add_class::<queue::QueueBase>()?;
     Ok(())
 }

@@ -54,6 +54,9 @@ pub(crate) struct Waiter {
     pub(crate) word: AtomicU32,
     pub(crate) since: Instant,
     pub(crate) target: Option<AsyncTarget>,
+    /// A thread waiter's payload (queue.rs: the item a putter brings or a
+    /// getter is handed); moved under the primitive's mutex only.
+    pub(crate) slot: parking_lot::Mutex<Option<Py<PyAny>>>,
 }
 
 pub(crate) type Queue = VecDeque<Arc<Waiter>>;
@@ -64,6 +67,7 @@ impl Waiter {
             word: AtomicU32::new(WAITING),
             since: Instant::now(),
             target: None,
+            slot: parking_lot::Mutex::new(None),
         })
     }
 
@@ -232,18 +236,35 @@ pub(crate) fn async_waiter<'py>(
         .import(py, "asyncio", "get_running_loop")?
         .call0()?;
     let fut = lp.call_method0(pyo3::intern!(py, "create_future"))?;
-    let w = Arc::new(Waiter {
+    let w = waiter_on(lp.unbind(), fut.clone().unbind(), value, tag);
+    Ok((w, fut))
+}
+
+/// A coroutine waiter for an existing future (re-queued after losing a
+/// race), on the future's loop, which runs in the calling thread.
+pub(crate) fn async_waiter_for(
+    py: Python<'_>,
+    fut: &Bound<'_, PyAny>,
+    value: Py<PyAny>,
+    tag: u64,
+) -> PyResult<Arc<Waiter>> {
+    let lp = fut.call_method0(pyo3::intern!(py, "get_loop"))?;
+    Ok(waiter_on(lp.unbind(), fut.clone().unbind(), value, tag))
+}
+
+fn waiter_on(loop_: Py<PyAny>, fut: Py<PyAny>, value: Py<PyAny>, tag: u64) -> Arc<Waiter> {
+    Arc::new(Waiter {
         word: AtomicU32::new(WAITING),
         since: Instant::now(),
         target: Some(AsyncTarget {
-            loop_: lp.unbind(),
-            fut: fut.clone().unbind(),
+            loop_,
+            fut,
             thread: std::thread::current().id(),
             value,
             tag,
         }),
-    });
-    Ok((w, fut))
+        slot: parking_lot::Mutex::new(None),
+    })
 }
 
 /// Wakes marked waiters after the primitive's mutex was dropped: threads
@@ -256,28 +277,55 @@ pub(crate) fn wake(py: Python<'_>, owner: &Bound<'_, PyAny>, woken: Vec<Arc<Wait
     for w in woken {
         match &w.target {
             None => futex::wake(&w.word),
-            Some(t) => {
-                // A waiter whose future is already done (its task was
-                // cancelled and the done callback has not run yet) gives the
-                // grant back now, so the release is visible at once.
-                let gone = future_done(t.fut.bind(py)).unwrap_or(true);
-                if gone || schedule_settle(py, owner, t).is_err() {
-                    let undo = owner.call_method1(
-                        pyo3::intern!(py, "_settle"),
-                        (py.None(), t.value.clone_ref(py), t.tag),
-                    );
-                    if let Err(e) = undo {
-                        e.write_unraisable(py, Some(owner));
-                    }
-                }
-            }
+            Some(t) => wake_async(py, owner, t, t.value.clone_ref(py), t.tag),
         }
     }
 }
 
-fn schedule_settle(py: Python<'_>, owner: &Bound<'_, PyAny>, t: &AsyncTarget) -> PyResult<()> {
+/// Wakes a thread waiter (`value` unused) or schedules `owner._settle(fut,
+/// value, tag)` on a coroutine waiter's loop (`wake`, with a per-wake value
+/// and tag: queue.rs hands items this way).
+pub(crate) fn wake_with(
+    py: Python<'_>,
+    owner: &Bound<'_, PyAny>,
+    w: &Waiter,
+    value: Py<PyAny>,
+    tag: u64,
+) {
+    match &w.target {
+        None => futex::wake(&w.word),
+        Some(t) => wake_async(py, owner, t, value, tag),
+    }
+}
+
+fn wake_async(
+    py: Python<'_>,
+    owner: &Bound<'_, PyAny>,
+    t: &AsyncTarget,
+    value: Py<PyAny>,
+    tag: u64,
+) {
+    // A waiter whose future is already done (its task was cancelled and
+    // the done callback has not run yet) gives the grant back now, so the
+    // release is visible at once.
+    let gone = future_done(t.fut.bind(py)).unwrap_or(true);
+    if gone || schedule_settle(py, owner, t, &value, tag).is_err() {
+        let undo = owner.call_method1(pyo3::intern!(py, "_settle"), (py.None(), value, tag));
+        if let Err(e) = undo {
+            e.write_unraisable(py, Some(owner));
+        }
+    }
+}
+
+fn schedule_settle(
+    py: Python<'_>,
+    owner: &Bound<'_, PyAny>,
+    t: &AsyncTarget,
+    value: &Py<PyAny>,
+    tag: u64,
+) -> PyResult<()> {
     let settle = owner.getattr(pyo3::intern!(py, "_settle"))?;
-    let args = (settle, t.fut.clone_ref(py), t.value.clone_ref(py), t.tag);
+    let args = (settle, t.fut.clone_ref(py), value.clone_ref(py), tag);
     let lp = t.loop_.bind(py);
     if std::thread::current().id() == t.thread {
         lp.call_method1(pyo3::intern!(py, "call_soon"), args)?;
@@ -361,16 +409,33 @@ pub(crate) fn set_result(fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> Py
     Ok(())
 }
 
-/// An awaitable that is already finished: `await` gives `value` without a
-/// future or a trip through the loop (the uncontended async path).
+/// A finished awaitable raising `exc` (an exception instance) when
+/// awaited: errors of an async face surface at `await`, as they do from a
+/// coroutine such as `asyncio.Queue.put`, not at the call.
+pub(crate) fn failed(py: Python<'_>, exc: PyErr) -> PyResult<Py<PyAny>> {
+    let r = Ready {
+        value: exc.into_value(py).into_any(),
+        error: true,
+    };
+    Ok(Bound::new(py, r)?.into_any().unbind())
+}
+
+/// An awaitable that is already finished: `await` gives `value` (or raises
+/// it, if `error`) without a future or a trip through the loop (the
+/// uncontended async path). It has `send`/`throw`/`close`, so
+/// `asyncio.iscoroutine` accepts it and `create_task` can run it.
 #[pyclass(module = "ferrio.sync", name = "_Ready", frozen)]
 pub struct Ready {
     value: Py<PyAny>,
+    error: bool,
 }
 
 impl Ready {
     pub(crate) fn new(value: Py<PyAny>) -> Self {
-        Self { value }
+        Self {
+            value,
+            error: false,
+        }
     }
 }
 
@@ -385,6 +450,9 @@ impl Ready {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<()> {
+        if self.error {
+            return Err(PyErr::from_value(self.value.bind(py).clone()));
+        }
         Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
     }
 
