@@ -39,7 +39,7 @@ def test_py_typed_present():
 def test_stub_matches_module():
     stubs = stub_classes()
     for name in ("Loop", "Handle", "TimerHandle", "StreamTransport", "SockOp", "DatagramTransport", "ThreadPool",
-                 "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier", "_Ready", "RWLock", "RWLockGuard", "_QueueBase"):
+                 "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier", "_Ready", "RWLock", "RWLockGuard", "_QueueBase", "MapIter"):
         cls = getattr(_ferrio, name)
         declared = set()
         # a class's stub also covers what it inherits from its stubbed bases

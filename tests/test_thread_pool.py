@@ -84,6 +84,142 @@ def test_map_order_timeout_and_errors(pool_cls):
         ev.set()
 
 
+def test_map_error_ends_iteration_and_cancels_the_rest(pool_cls):
+    ev = threading.Event()
+    ran = []
+
+    def f(x):
+        if x == 0:
+            raise KeyError(x)
+        ev.wait(10)
+        ran.append(x)
+        return x
+
+    with pool_cls(max_workers=1) as ex:
+        it = ex.map(f, [0, 1, 2, 3])
+        with pytest.raises(KeyError):
+            next(it)
+        ev.set()
+        # the generator is finished; items not started were cancelled
+        assert list(it) == []
+    assert len(ran) <= 1
+
+
+def test_map_close_after_first_result_cancels_unstarted_items(pool_cls):
+    ev = threading.Event()
+    ran = []
+
+    def f(x):
+        if x:
+            ev.wait(10)
+        ran.append(x)
+
+    with pool_cls(max_workers=1) as ex:
+        it = ex.map(f, range(50))
+        next(it)
+        it.close()
+        ev.set()
+    assert len(ran) <= 3
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_map_never_advanced_still_runs_every_item(pool_cls):
+    ran = []
+    with pool_cls(max_workers=2) as ex:
+        ex.map(ran.append, range(200))  # result dropped at once
+        gc.collect()
+    assert sorted(ran) == list(range(200))
+    with pool_cls(max_workers=2) as ex:
+        it = ex.map(ran.append, range(200, 300))
+        it.close()  # an unstarted generator's close() cancels nothing
+    assert sorted(ran) == list(range(300))
+
+
+def test_map_pulls_items_while_submitting(pool_cls):
+    done = []
+
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("bad iterable")
+
+    with pool_cls(max_workers=2) as ex:
+        with pytest.raises(ValueError, match="bad iterable"):
+            ex.map(done.append, items())
+    # what was submitted before the iterable failed still ran
+    assert sorted(done) == [1, 2]
+
+
+def test_map_after_shutdown_raises(pool_cls):
+    ex = pool_cls(max_workers=1)
+    ex.shutdown()
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        ex.map(abs, [1])
+    assert list(ex.map(abs, [])) == []
+
+
+def test_map_shutdown_cancel_futures_raises_cancelled(pool_cls):
+    ev = threading.Event()
+    ex = pool_cls(max_workers=1)
+    it = ex.map(lambda _: ev.wait(10), range(3))
+    time.sleep(0.05)
+    ex.shutdown(wait=False, cancel_futures=True)
+    ev.set()
+    assert next(it) is True
+    with pytest.raises(concurrent.futures.CancelledError):
+        next(it)
+    ex.shutdown()
+
+
+def test_map_timeout_counts_from_the_call(pool_cls):
+    with pool_cls(max_workers=2) as ex:
+        it = ex.map(time.sleep, [0.2, 0.0], timeout=0.1)
+        t0 = time.monotonic()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            next(it)
+        assert time.monotonic() - t0 < 5
+        ready = ex.map(abs, [-1, -2], timeout=0.2)
+        time.sleep(0.3)
+        # results already there are returned even after the deadline
+        assert list(ready) == [1, 2]
+
+
+def test_map_from_many_threads(pool_cls):
+    with pool_cls(max_workers=4) as ex:
+        out = {}
+
+        def consume(k):
+            out[k] = list(ex.map(lambda x: x * k, range(2000)))
+
+        ts = [threading.Thread(target=consume, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+    assert out == {k: [x * k for x in range(2000)] for k in range(4)}
+
+
+def test_futures_work_with_wait_and_as_completed(pool_cls):
+    with pool_cls(max_workers=4) as ex:
+        fs = [ex.submit(time.sleep, 0.01 * (i % 3)) for i in range(12)]
+        done, pending = concurrent.futures.wait(fs, timeout=10)
+        assert len(done) == 12 and not pending
+        fs = [ex.submit(pow, i, 2) for i in range(12)]
+        assert sorted(f.result() for f in concurrent.futures.as_completed(fs, timeout=10)) == [
+            i * i for i in range(12)
+        ]
+        ev = threading.Event()
+        slow = ex.submit(ev.wait, 10)
+        first = ex.submit(int)
+        done, pending = concurrent.futures.wait([slow, first], return_when=concurrent.futures.FIRST_COMPLETED)
+        assert first in done and slow in pending
+        ev.set()
+        assert isinstance(slow, concurrent.futures.Future)
+        assert slow.result(timeout=10) is True
+        assert repr(first).startswith("<Future at")
+
+
 def test_submit_after_shutdown_raises(pool_cls):
     ex = pool_cls(max_workers=1)
     ex.submit(int).result(timeout=10)

@@ -7,8 +7,12 @@ each job, and, for ``loop.run_in_executor`` on a ferrio loop, completing the
 asyncio future through the loop's batched inbox (no
 ``concurrent.futures.Future``, no ``call_soon_threadsafe`` per item).
 
-What stays Python: this facade (construction, ``shutdown`` joining threads,
-``map`` from ``concurrent.futures.Executor``), the worker threads'
+``map`` is native too: one job per item whose outcome goes to a slot of
+the map's iterator (src/executor/map.rs), and ``submit`` returns a
+``Future`` (below) whose condition is native.
+
+What stays Python: this facade (construction, ``shutdown`` joining threads),
+the worker threads'
 ``threading.Thread`` objects (names, ``threading.current_thread()``, exit
 joining) and the interpreter-exit hook.
 
@@ -30,8 +34,9 @@ from concurrent.futures import _base
 from typing import Any, Callable, Iterable, Optional, Tuple
 
 from . import _ferrio
+from ._ferrio import Condition as _Condition
 
-__all__ = ["ThreadPoolExecutor"]
+__all__ = ["Future", "ThreadPoolExecutor"]
 
 # Idle workers exit after this long without work (the stdlib keeps them
 # until shutdown). Long enough that bursts a few seconds apart reuse them.
@@ -40,6 +45,26 @@ IDLE_TIMEOUT = 60.0
 _BROKEN_MSG = "A thread initializer failed, the thread pool is not usable anymore"
 
 _cores: "weakref.WeakSet[_ferrio.ThreadPool]" = weakref.WeakSet()
+
+
+class Future(concurrent.futures.Future):
+    """The futures ``ferrio.ThreadPoolExecutor.submit`` returns: a
+    ``concurrent.futures.Future`` (every method is the stdlib's, so
+    ``wait()``, ``as_completed()`` and ``asyncio.wrap_future`` see the same
+    ``_condition``/``_state``/``_waiters`` protocol) whose ``_condition`` is
+    a native ``ferrio.sync.Condition``: ``result()`` waits with the GIL
+    released, spinning briefly before it sleeps, and ``set_result``'s
+    ``notify_all`` is native. A hand-over from a worker to a thread blocked
+    in ``result()`` is the hot path of ``submit(f).result()`` and ``map``.
+    """
+
+    def __init__(self) -> None:
+        self._condition = _Condition()
+        self._state = _base.PENDING
+        self._result = None
+        self._exception = None
+        self._waiters = []
+        self._done_callbacks = []
 
 
 def _default_max_workers() -> int:
@@ -108,6 +133,17 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         return self._core.submit(fn, *args, **kwargs)
 
     submit.__doc__ = _base.Executor.submit.__doc__
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1, **kwargs):  # type: ignore[override]
+        if kwargs or type(self).submit is not ThreadPoolExecutor.submit:
+            # A later Python's new keyword (3.14's buffersize), or a
+            # subclass's own submit: the stdlib's map over self.submit.
+            return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize, **kwargs)
+        # Native: one job per item, results through an iterator that waits
+        # natively (no concurrent.futures.Future per item).
+        return self._core.map(fn, iterables, timeout)
+
+    map.__doc__ = _base.Executor.map.__doc__
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._core.shutdown(bool(cancel_futures))

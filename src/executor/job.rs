@@ -12,15 +12,29 @@
 //!   worker takes the job is skipped (what cancelling the chained
 //!   concurrent future does in asyncio); one cancelled while the function
 //!   runs simply ignores the outcome (asyncio's `_copy_future_state`).
+//! - `Target::Map`: one item of `ThreadPoolExecutor.map`; the outcome goes
+//!   to its slot in the map's batch (map.rs). Skipped once the map's
+//!   iterator is closed, as a cancelled future would be.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use std::sync::Arc;
+
+use super::map::{Batch, Outcome};
 use crate::event_loop::Loop;
 
 pub(crate) enum Target {
     Future(Py<PyAny>),
-    Loop { lp: Py<Loop>, fut: Py<PyAny> },
+    Loop {
+        lp: Py<Loop>,
+        fut: Py<PyAny>,
+    },
+    /// Item `index` of a native `map` (map.rs).
+    Map {
+        batch: Arc<Batch>,
+        index: usize,
+    },
 }
 
 pub(crate) struct Job {
@@ -79,6 +93,19 @@ impl Job {
                     .map(Bound::unbind);
                 Loop::complete_from_thread(lp.bind(py), fut, outcome);
             }
+            Target::Map { batch, index } => {
+                if batch.is_closed() {
+                    return;
+                }
+                let outcome = match func
+                    .bind(py)
+                    .call(args.bind(py), kwargs.as_ref().map(|k| k.bind(py)))
+                {
+                    Ok(v) => Outcome::Done(v.unbind()),
+                    Err(e) => Outcome::Failed(e),
+                };
+                batch.fill(index, outcome);
+            }
         }
     }
 
@@ -91,6 +118,7 @@ impl Job {
                 }
             }
             Target::Loop { lp, fut } => Loop::cancel_from_thread(lp.bind(py), fut),
+            Target::Map { batch, index } => batch.fill(index, Outcome::Cancelled),
         }
     }
 
@@ -105,6 +133,9 @@ impl Job {
             }
             Target::Loop { lp, fut } => {
                 Loop::complete_from_thread(lp.bind(py), fut, Err(PyErr::from_value(exc.clone())))
+            }
+            Target::Map { batch, index } => {
+                batch.fill(index, Outcome::Failed(PyErr::from_value(exc.clone())))
             }
         }
     }
@@ -122,6 +153,7 @@ impl Job {
                 visit.call(lp)?;
                 visit.call(fut)
             }
+            Target::Map { .. } => Ok(()),
         }
     }
 }

@@ -5,10 +5,12 @@
 //! - `queue.rs`: the work queue, idle workers, spinning and retirement
 //!   (plain Rust, unit-tested without Python).
 //! - `parker.rs`: one idle worker's sleeping place.
+//! - `map.rs`: `map`'s native result iterator (no future per item).
 //! - `job.rs`: a unit of work and where its outcome goes (a
 //!   `concurrent.futures.Future`, or a ferrio loop's asyncio future).
 
 mod job;
+mod map;
 mod parker;
 mod pool;
 mod queue;
@@ -17,6 +19,7 @@ use pyo3::prelude::*;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::ThreadPool>()?;
+    m.add_class::<map::MapIter>()?;
     m.add_function(wrap_pyfunction!(pool::_set_interpreter_exiting, m)?)?;
     Ok(())
 }

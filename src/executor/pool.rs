@@ -26,6 +26,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::job::{Job, Target};
+use super::map::{Batch, MapIter};
 use super::parker::Parker;
 use super::queue::{Refused, Shared, Spin, Wake};
 use crate::event_loop::{new_future, Loop};
@@ -36,6 +37,7 @@ use crate::event_loop::{new_future, Loop};
 static INTERPRETER_EXITING: AtomicBool = AtomicBool::new(false);
 
 static CF_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static ZIP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static BROKEN_THREAD_POOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static INIT_FAILED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -166,7 +168,7 @@ impl ThreadPool {
         let py = slf.py();
         slf.get().check_broken(py)?;
         let fut = CF_FUTURE
-            .import(py, "concurrent.futures", "Future")?
+            .import(py, "ferrio._executor", "Future")?
             .call0()?;
         let job = Job {
             func: r#fn,
@@ -176,6 +178,37 @@ impl ThreadPool {
         };
         Self::enqueue(slf, job)?;
         Ok(fut.unbind())
+    }
+
+    /// `Executor.map(fn, *iterables, timeout=None)`: one job per item,
+    /// submitted now (pulling the items one by one, as the stdlib's list
+    /// comprehension does); results come through a `MapIter`.
+    #[pyo3(signature = (r#fn, iterables, timeout = None))]
+    fn map(
+        slf: &Bound<'_, Self>,
+        r#fn: Py<PyAny>,
+        iterables: &Bound<'_, PyTuple>,
+        timeout: Option<f64>,
+    ) -> PyResult<MapIter> {
+        let py = slf.py();
+        let deadline = timeout.and_then(|t| crate::sync::waiter::deadline(t.max(0.0)));
+        let zip = ZIP.import(py, "builtins", "zip")?.call1(iterables)?;
+        let batch = Batch::new();
+        for args in zip.try_iter()? {
+            let args = args?.cast_into::<PyTuple>()?.unbind();
+            slf.get().check_broken(py)?;
+            let job = Job {
+                func: r#fn.clone_ref(py),
+                args,
+                kwargs: None,
+                target: Target::Map {
+                    batch: batch.clone(),
+                    index: batch.add_slot(),
+                },
+            };
+            Self::enqueue(slf, job)?;
+        }
+        Ok(MapIter::new(batch, deadline, timeout.is_some()))
     }
 
     /// `loop.run_in_executor(this, func, *args)` for a ferrio loop: an

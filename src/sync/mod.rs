@@ -25,7 +25,7 @@ mod rlock;
 mod rwlock;
 mod semaphore;
 mod store;
-mod waiter;
+pub(crate) mod waiter;
 
 use pyo3::prelude::*;
 

@@ -267,6 +267,11 @@ fn waiter_on(loop_: Py<PyAny>, fut: Py<PyAny>, value: Py<PyAny>, tag: u64) -> Ar
     })
 }
 
+/// Wakes a marked thread waiter (after the mutex it was marked under).
+pub(crate) fn wake_thread(w: &Waiter) {
+    futex::wake(&w.word);
+}
+
 /// Wakes marked waiters after the primitive's mutex was dropped: threads
 /// through their futex; coroutines by scheduling `owner._settle(fut,
 /// value, tag)` on their loop (`_settle` sets the result, or, if the
