@@ -54,6 +54,11 @@ pub(crate) struct Waiter {
     pub(crate) word: AtomicU32,
     pub(crate) since: Instant,
     pub(crate) target: Option<AsyncTarget>,
+    /// The thread is (about to be) asleep in FUTEX_WAIT: only then does a
+    /// wake need the syscall (a spinning waiter sees the mark by itself).
+    /// SeqCst with the word's SeqCst store in `mark`: either the waiter
+    /// sees the mark before sleeping or the waker sees this flag (Dekker).
+    sleeping: std::sync::atomic::AtomicBool,
     /// A thread waiter's payload (queue.rs: the item a putter brings or a
     /// getter is handed); moved under the primitive's mutex only.
     pub(crate) slot: parking_lot::Mutex<Option<Py<PyAny>>>,
@@ -67,6 +72,7 @@ impl Waiter {
             word: AtomicU32::new(WAITING),
             since: Instant::now(),
             target: None,
+            sleeping: std::sync::atomic::AtomicBool::new(false),
             slot: parking_lot::Mutex::new(None),
         })
     }
@@ -77,7 +83,16 @@ impl Waiter {
 
     /// Marks the outcome; call under the primitive's mutex, wake after.
     pub(crate) fn mark(&self, state: u32) {
-        self.word.store(state, Ordering::Release);
+        // SeqCst (a Release store would do for the data): pairs with
+        // `sleeping` (see there) so `wake_sleeper` may skip the syscall.
+        self.word.store(state, Ordering::SeqCst);
+    }
+
+    /// Wakes the thread if it sleeps in the kernel (after `mark`).
+    fn wake_sleeper(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            futex::wake(&self.word);
+        }
     }
 
     /// Back to waiting before re-queueing (only its own thread does this).
@@ -196,7 +211,18 @@ fn park(w: &Waiter, deadline: Option<Instant>, may_spin: bool) -> Woke {
                 Some(d - now)
             }
         };
-        if let Woke::Interrupted = futex::wait(&w.word, WAITING, timeout) {
+        // SeqCst: see Waiter::sleeping; the state is checked again after
+        // the flag is up, and FUTEX_WAIT re-checks the word atomically.
+        w.sleeping.store(true, Ordering::SeqCst);
+        if w.word.load(Ordering::SeqCst) != WAITING {
+            w.sleeping.store(false, Ordering::Relaxed);
+            return Woke::Changed;
+        }
+        let r = futex::wait(&w.word, WAITING, timeout);
+        // Relaxed: only this thread reads its own flag's false value as
+        // meaningful; a waker that still sees true makes one spare syscall.
+        w.sleeping.store(false, Ordering::Relaxed);
+        if let Woke::Interrupted = r {
             return Woke::Interrupted;
         }
     }
@@ -263,13 +289,14 @@ fn waiter_on(loop_: Py<PyAny>, fut: Py<PyAny>, value: Py<PyAny>, tag: u64) -> Ar
             value,
             tag,
         }),
+        sleeping: std::sync::atomic::AtomicBool::new(false),
         slot: parking_lot::Mutex::new(None),
     })
 }
 
 /// Wakes a marked thread waiter (after the mutex it was marked under).
 pub(crate) fn wake_thread(w: &Waiter) {
-    futex::wake(&w.word);
+    w.wake_sleeper();
 }
 
 /// Wakes marked waiters after the primitive's mutex was dropped: threads
@@ -281,7 +308,7 @@ pub(crate) fn wake_thread(w: &Waiter) {
 pub(crate) fn wake(py: Python<'_>, owner: &Bound<'_, PyAny>, woken: Vec<Arc<Waiter>>) {
     for w in woken {
         match &w.target {
-            None => futex::wake(&w.word),
+            None => w.wake_sleeper(),
             Some(t) => wake_async(py, owner, t, t.value.clone_ref(py), t.tag),
         }
     }
@@ -298,7 +325,7 @@ pub(crate) fn wake_with(
     tag: u64,
 ) {
     match &w.target {
-        None => futex::wake(&w.word),
+        None => w.wake_sleeper(),
         Some(t) => wake_async(py, owner, t, value, tag),
     }
 }
