@@ -115,30 +115,33 @@ pub struct MapIter {
     /// runs every item, as with the stdlib.
     started: AtomicBool,
     deadline: Option<Instant>,
-    timed: bool,
 }
 
 impl MapIter {
     /// `deadline`: from `timeout`, counted from the `map` call (before
     /// the items were submitted, as the stdlib counts it).
-    pub(crate) fn new(batch: Arc<Batch>, deadline: Option<Instant>, timed: bool) -> Self {
+    pub(crate) fn new(batch: Arc<Batch>, deadline: Option<Instant>) -> Self {
         Self {
             deadline,
-            timed,
             batch,
             next: Mutex::new(0),
             started: AtomicBool::new(false),
         }
     }
 
-    /// Ends the iteration: queued jobs are skipped (if it had started),
-    /// results dropped.
-    fn finish(&self) {
+    /// Closes the batch (its queued jobs are skipped) if iteration had
+    /// started.
+    fn cancel_rest(&self) {
         // Relaxed: see Batch::closed; `started` is only read by the
         // iterator's own calls, serialized by the GIL or `next`'s mutex.
         if self.started.load(Ordering::Relaxed) {
             self.batch.closed.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Ends the iteration: `cancel_rest`, and the results are dropped.
+    fn finish(&self) {
+        self.cancel_rest();
         let gone = {
             let mut st = self.batch.st.lock();
             std::mem::take(&mut st.slots)
@@ -163,10 +166,7 @@ impl MapIter {
 
 impl Drop for MapIter {
     fn drop(&mut self) {
-        // Relaxed: see Batch::closed and finish.
-        if self.started.load(Ordering::Relaxed) {
-            self.batch.closed.store(true, Ordering::Relaxed);
-        }
+        self.cancel_rest();
     }
 }
 
@@ -206,7 +206,8 @@ impl MapIter {
                         self.finish();
                         return Err(e);
                     }
-                    Ok(None) if late && self.timed => {
+                    // Ok(None) only with a deadline: the timeout passed.
+                    Ok(None) if late => {
                         drop(next);
                         self.finish();
                         let cls = TIMEOUT_ERROR.import(py, "concurrent.futures", "TimeoutError")?;

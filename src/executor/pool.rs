@@ -208,7 +208,7 @@ impl ThreadPool {
             };
             Self::enqueue(slf, job)?;
         }
-        Ok(MapIter::new(batch, deadline, timeout.is_some()))
+        Ok(MapIter::new(batch, deadline))
     }
 
     /// `loop.run_in_executor(this, func, *args)` for a ferrio loop: an

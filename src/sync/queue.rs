@@ -122,7 +122,7 @@ impl State {
     /// Lets waiting putters in while there is room.
     fn admit(&mut self, py: Python<'_>, wakes: &mut Wakes) {
         let mut pending = 0;
-        while !self.putters.is_empty() && self.room(py, pending) {
+        while self.room(py, pending) {
             let Some(p) = self.putters.pop_front() else {
                 break;
             };
@@ -185,7 +185,7 @@ impl State {
         }
         for g in self.getters.drain(..) {
             g.mark(WOKEN);
-            wakes.push((g, Some(py.None()), T_GET_RETRY));
+            wakes.push((g, None, T_GET_RETRY));
         }
         for p in self.putters.drain(..) {
             p.mark(WOKEN);
@@ -275,12 +275,13 @@ impl QueueBase {
         r
     }
 
-    fn get_blocking(slf: &Bound<'_, Self>, wait: Wait, w: Arc<Waiter>) -> PyResult<Py<PyAny>> {
+    fn get_blocking(
+        slf: &Bound<'_, Self>,
+        deadline: Option<std::time::Instant>,
+        w: Arc<Waiter>,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let me = slf.get();
-        let Wait::Until(deadline) = wait else {
-            return Err(error(py, "Empty"));
-        };
         loop {
             let r = waiter::block(py, &w, deadline);
             if let Ok(Some(GRANTED)) = r {
@@ -552,14 +553,14 @@ impl QueueBase {
             Self::wake(slf, wakes);
             return got.map(|x| x.unwrap_or_else(|| py.None()));
         }
-        if let Wait::Try = wait {
+        let Wait::Until(deadline) = wait else {
             drop(st);
             return Err(error(py, "Empty"));
-        }
+        };
         let w = Waiter::thread();
         st.getters.push_back(w.clone());
         drop(st);
-        Self::get_blocking(slf, wait, w)
+        Self::get_blocking(slf, deadline, w)
     }
 
     fn get_nowait(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
