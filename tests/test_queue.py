@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 
 import pytest
 
@@ -344,7 +345,8 @@ def test_thread_timeouts(tq):
 
 
 def test_thread_generic_alias_and_subclass_init(tq):
-    assert tq.Queue[int] is not None
+    assert typing.get_origin(tq.Queue[int]) is tq.Queue
+    assert typing.get_args(tq.Queue[int]) == (int,)
 
     class MyQueue(tq.Queue):
         def __init__(self, maxsize=0):
