@@ -151,51 +151,49 @@ pub fn recv_bytes<'py>(
     Ok(Read::Data(unsafe { Bound::from_owned_ptr(py, obj) }))
 }
 
-/// Granularity of [`recv_hinted`]'s allocations.
+/// Granularity of [`recv_grow`]'s allocations.
 const HINT_ROUND: usize = 4096;
 
-/// A large `recv` straight into a new `bytes` object sized by `hint` (the
-/// previous read's size) instead of an `ioctl(FIONREAD)` per read: the
-/// object gets `hint` rounded up past the next 4 KiB, so a stream of
-/// same-sized messages never fills it, and the unused tail is given back
-/// by a shrinking `_PyBytes_Resize` (a realloc that splits the chunk in
-/// place). Only when a read fills the object is `FIONREAD` asked how much
-/// more is queued, and the object grown to take it in the same call, so one
-/// readable event still delivers everything queued (up to `max`).
+/// Where a growing read lands: a payload whose length the reader sets.
+pub trait Landing {
+    /// Makes the payload `n` bytes long (keeping what it holds) and
+    /// returns its start.
+    fn set_len(&mut self, py: Python<'_>, n: usize) -> PyResult<*mut u8>;
+}
+
+/// A large `recv` straight into a payload (a new `bytes`, or the tail of a
+/// `StreamReader`'s bytearray) sized by `hint` (the previous read's size)
+/// instead of an `ioctl(FIONREAD)` per read: the payload gets `hint`
+/// rounded up past the next 4 KiB, so a stream of same-sized messages never
+/// fills it, and the unused tail is given back by a shrinking resize (a
+/// realloc that splits the chunk in place). Only when a read fills the
+/// payload is `FIONREAD` asked how much more is queued, and the payload
+/// grown to take it in the same call, so one readable event still delivers
+/// everything queued (up to `max`).
 ///
-/// Returns the read and the hint for the next one (its size).
-pub fn recv_hinted<'py>(
-    py: Python<'py>,
+/// Returns the number of bytes read (the hint for the next read). On
+/// `WouldBlock`/`Eof`/an error the payload's length is unspecified: the
+/// caller discards or restores it.
+pub fn recv_grow(
+    py: Python<'_>,
     fd: RawFd,
     hint: usize,
     max: usize,
-) -> PyResult<(Read<Bound<'py, PyAny>>, usize)> {
+    land: &mut impl Landing,
+) -> PyResult<Read<usize>> {
     let mut cap = ((hint / HINT_ROUND) + 1) * HINT_ROUND;
     cap = cap.min(max).max(1);
-    let mut obj = new_bytes(py, cap)?;
+    let mut base = land.set_len(py, cap)?;
     let mut got = 0usize;
     loop {
-        // SAFETY: `obj` is a bytes object of `cap` bytes that only we hold;
-        // `got < cap` bytes of it are filled.
-        let data = unsafe { (ffi::PyBytes_AsString(obj) as *mut u8).add(got) };
-        let res = recv(fd, data, cap - got);
+        // SAFETY: `set_len(cap)` made `cap` bytes writable at `base`, of
+        // which `got < cap` are filled; nothing else touches the payload.
+        let res = recv(fd, unsafe { base.add(got) }, cap - got);
         match res {
             Ok(Some(n)) if n > 0 => got += n,
-            Ok(other) if got == 0 => {
-                // SAFETY: we own the only reference.
-                unsafe { ffi::Py_DECREF(obj) };
-                let r = if other.is_none() {
-                    Read::WouldBlock
-                } else {
-                    Read::Eof
-                };
-                return Ok((r, hint));
-            }
-            Err(e) if got == 0 => {
-                // SAFETY: we own the only reference.
-                unsafe { ffi::Py_DECREF(obj) };
-                return Err(e);
-            }
+            Ok(None) if got == 0 => return Ok(Read::WouldBlock),
+            Ok(_) if got == 0 => return Ok(Read::Eof),
+            Err(e) if got == 0 => return Err(e),
             // Data already read: deliver it; EOF or the error shows up on
             // the next readable event (the fd stays readable).
             _ => break,
@@ -211,13 +209,57 @@ pub fn recv_hinted<'py>(
             break;
         }
         cap = (cap + avail as usize).min(max);
-        resize(py, &mut obj, cap)?;
+        base = land.set_len(py, cap)?;
     }
     if got < cap {
-        resize(py, &mut obj, got)?;
+        land.set_len(py, got)?;
     }
-    // SAFETY: `obj` is a valid new reference.
-    Ok((Read::Data(unsafe { Bound::from_owned_ptr(py, obj) }), got))
+    Ok(Read::Data(got))
+}
+
+/// A new `bytes` object as a [`Landing`]; freed on drop unless taken.
+struct NewBytes(*mut ffi::PyObject);
+
+impl Landing for NewBytes {
+    fn set_len(&mut self, py: Python<'_>, n: usize) -> PyResult<*mut u8> {
+        if self.0.is_null() {
+            self.0 = new_bytes(py, n)?;
+        } else {
+            resize(py, &mut self.0, n)?;
+        }
+        // SAFETY: `self.0` is a live bytes object (checked non-null above
+        // or just created/resized successfully).
+        Ok(unsafe { ffi::PyBytes_AsString(self.0) } as *mut u8)
+    }
+}
+
+impl Drop for NewBytes {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: we own the only reference; the GIL is held by every
+            // caller of recv_hinted (it takes a `Python` token).
+            unsafe { ffi::Py_DECREF(self.0) };
+        }
+    }
+}
+
+/// [`recv_grow`] into a new `bytes` object.
+pub fn recv_hinted<'py>(
+    py: Python<'py>,
+    fd: RawFd,
+    hint: usize,
+    max: usize,
+) -> PyResult<Read<Bound<'py, PyAny>>> {
+    let mut land = NewBytes(std::ptr::null_mut());
+    Ok(match recv_grow(py, fd, hint, max, &mut land)? {
+        Read::Data(_) => {
+            let obj = std::mem::replace(&mut land.0, std::ptr::null_mut());
+            // SAFETY: `obj` is the valid new reference `land` owned.
+            Read::Data(unsafe { Bound::from_owned_ptr(py, obj) })
+        }
+        Read::WouldBlock => Read::WouldBlock,
+        Read::Eof => Read::Eof,
+    })
 }
 
 /// A new, uninitialised `bytes` object of `size` bytes (owned reference).

@@ -2,6 +2,8 @@
 //!
 //! - `stream.rs`: `StreamTransport`, the core of the TCP/Unix stream socket
 //!   transport (reads, writes, flow control, close/abort).
+//! - `streamfeed.rs`: reads fed straight into asyncio's own `StreamReader`
+//!   (exact `StreamReaderProtocol` only).
 //! - `writebuf.rs`: the write queue (bytes kept by reference, `writev`).
 //! - `datagram.rs`: `DatagramTransport`, the core of the UDP/Unix datagram
 //!   transport.
@@ -18,6 +20,7 @@ pub mod common;
 pub mod datagram;
 pub mod sockops;
 pub mod stream;
+pub mod streamfeed;
 pub mod writebuf;
 
 use pyo3::prelude::*;

@@ -10,9 +10,11 @@
 //!
 //! Per readable event: one `recv` into a new `bytes` object and one call of
 //! the protocol's cached `data_received` (or `get_buffer`/`recv_into`/
-//! `buffer_updated` for a `BufferedProtocol`). Per write: one `send` when
-//! nothing is queued; what the kernel does not take is queued (see
-//! writebuf.rs) and flushed with `writev` when the socket is writable.
+//! `buffer_updated` for a `BufferedProtocol`; or, for exactly asyncio's
+//! `StreamReaderProtocol`, a `recv` straight into its reader's buffer and
+//! no Python frame: streamfeed.rs). Per write: one `send` when nothing is
+//! queued; what the kernel does not take is queued (see writebuf.rs) and
+//! flushed with `writev` when the socket is writable.
 //!
 //! State machine (asyncio's, field for field): `closing` once `close()` or a
 //! fatal error started shutting down; `conn_lost` counts scheduled
@@ -38,6 +40,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::buffer::{self, RawBuf, Read};
 use super::common::{self, cloned, none_or, report_fatal, Life};
+use super::streamfeed::{Fed, Feed};
 use super::writebuf::WriteBuffer;
 use crate::event_loop::Loop;
 use crate::reactor::Side;
@@ -55,6 +58,17 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` with this thread's scratch buffer (`SCRATCH_SIZE` bytes).
+fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() != SCRATCH_SIZE {
+            s.resize(SCRATCH_SIZE, 0);
+        }
+        f(&mut s)
+    })
+}
+
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The protocol and its bound methods, cached when it is set.
@@ -62,6 +76,9 @@ static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 struct Proto {
     obj: Option<Py<PyAny>>,
     buffered: bool,
+    /// Exactly asyncio's `StreamReaderProtocol`: reads feed its reader
+    /// natively (streamfeed.rs).
+    feed: Option<Feed>,
     data_received: Option<Py<PyAny>>,
     get_buffer: Option<Py<PyAny>>,
     buffer_updated: Option<Py<PyAny>>,
@@ -77,6 +94,7 @@ impl Proto {
             Proto {
                 obj: Some(p.clone().unbind()),
                 buffered,
+                feed: None,
                 data_received: None,
                 get_buffer: method("get_buffer"),
                 buffer_updated: method("buffer_updated"),
@@ -85,6 +103,7 @@ impl Proto {
             Proto {
                 obj: Some(p.clone().unbind()),
                 buffered,
+                feed: Feed::new(p),
                 data_received: method("data_received"),
                 get_buffer: None,
                 buffer_updated: None,
@@ -103,6 +122,9 @@ impl Proto {
         .flatten()
         {
             visit.call(o)?;
+        }
+        if let Some(f) = &self.feed {
+            f.traverse(visit)?;
         }
         Ok(())
     }
@@ -200,32 +222,58 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn read_plain(slf: &Bound<'_, Self>, cb: Option<Py<PyAny>>, hint: usize) -> PyResult<()> {
+    fn read_plain(
+        slf: &Bound<'_, Self>,
+        cb: Option<Py<PyAny>>,
+        hint: usize,
+        feed: Option<Feed>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let res = if hint >= BIG_READ {
-            buffer::recv_hinted(py, me.fd, hint, MAX_SIZE).map(|(r, _)| r)
-        } else {
-            SCRATCH.with(|s| {
-                let mut s = s.borrow_mut();
-                if s.len() != SCRATCH_SIZE {
-                    s.resize(SCRATCH_SIZE, 0);
+        let mut data = None;
+        if let Some(target) = feed.as_ref().and_then(|f| f.target(py)) {
+            let res = if hint >= BIG_READ {
+                target.recv_big(me.fd, hint, MAX_SIZE)
+            } else {
+                with_scratch(|s| target.recv_small(me.fd, s))
+            };
+            match res {
+                Ok(Fed::Read(Read::WouldBlock)) => return Ok(()),
+                Ok(Fed::Read(Read::Eof)) => return Self::on_eof(slf),
+                Ok(Fed::Read(Read::Data(n))) => {
+                    me.set_hint(hint, n);
+                    return match target.wake() {
+                        Ok(()) => Ok(()),
+                        Err(e) => Self::fatal_error(
+                            slf,
+                            e,
+                            "Fatal error: protocol.data_received() call failed.",
+                        ),
+                    };
                 }
-                buffer::recv_bytes(py, me.fd, MAX_SIZE, &mut s, false)
-            })
-        };
-        let data = match res {
-            Ok(Read::WouldBlock) => return Ok(()),
-            Ok(Read::Eof) => return Self::on_eof(slf),
-            Ok(Read::Data(d)) => d,
-            Err(e) => return Self::fatal_error(slf, e, "Fatal read error on socket transport"),
-        };
-        // Switch between scratch and in-place reads by the last size.
-        let n = data.len().unwrap_or(0);
-        let next = if n >= BIG_READ { n } else { 0 };
-        if next != hint {
-            me.st.lock().read_hint = next;
+                Ok(Fed::Ordinary(d)) => data = d,
+                Err(e) => return Self::fatal_error(slf, e, "Fatal read error on socket transport"),
+            }
         }
+        let data = match data {
+            Some(d) => d,
+            None => {
+                let res = if hint >= BIG_READ {
+                    buffer::recv_hinted(py, me.fd, hint, MAX_SIZE)
+                } else {
+                    with_scratch(|s| buffer::recv_bytes(py, me.fd, MAX_SIZE, s, false))
+                };
+                match res {
+                    Ok(Read::WouldBlock) => return Ok(()),
+                    Ok(Read::Eof) => return Self::on_eof(slf),
+                    Ok(Read::Data(d)) => d,
+                    Err(e) => {
+                        return Self::fatal_error(slf, e, "Fatal read error on socket transport")
+                    }
+                }
+            }
+        };
+        me.set_hint(hint, data.len().unwrap_or(0));
         let res = match cb {
             Some(cb) => cb.bind(py).call1((data,)),
             None => {
@@ -237,6 +285,14 @@ impl StreamTransport {
             return Self::fatal_error(slf, e, "Fatal error: protocol.data_received() call failed.");
         }
         Ok(())
+    }
+
+    /// Switches between scratch and in-place reads by the last size.
+    fn set_hint(&self, hint: usize, n: usize) {
+        let next = if n >= BIG_READ { n } else { 0 };
+        if next != hint {
+            self.st.lock().read_hint = next;
+        }
     }
 
     fn read_buffered(
@@ -437,31 +493,31 @@ impl StreamTransport {
     /// The fd is readable: one read, delivered to the protocol.
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let (buffered, a, b, hint) = {
+        enum How {
+            Buffered(Option<Py<PyAny>>, Option<Py<PyAny>>),
+            Plain(Option<Py<PyAny>>, usize, Option<Feed>),
+        }
+        let how = {
             let st = slf.get().st.lock();
             if st.life.conn_lost > 0 {
                 return Ok(());
             }
             if st.proto.buffered {
-                (
-                    true,
+                How::Buffered(
                     cloned(py, &st.proto.get_buffer),
                     cloned(py, &st.proto.buffer_updated),
-                    0,
                 )
             } else {
-                (
-                    false,
+                How::Plain(
                     cloned(py, &st.proto.data_received),
-                    None,
                     st.read_hint,
+                    st.proto.feed.as_ref().map(|f| f.clone_ref(py)),
                 )
             }
         };
-        if buffered {
-            Self::read_buffered(slf, a, b)
-        } else {
-            Self::read_plain(slf, a, hint)
+        match how {
+            How::Buffered(get, updated) => Self::read_buffered(slf, get, updated),
+            How::Plain(cb, hint, feed) => Self::read_plain(slf, cb, hint, feed),
         }
     }
 
