@@ -245,12 +245,6 @@ _BORROWED = {
         "add_writer",
         "remove_writer",
         "_sock_read_done",
-        "sock_recvfrom",
-        "_sock_recvfrom",
-        "sock_recvfrom_into",
-        "_sock_recvfrom_into",
-        "sock_sendto",
-        "_sock_sendto",
         "sock_connect",
         "_sock_connect",
         "_sock_write_done",
@@ -293,6 +287,10 @@ Loop.getaddrinfo = _dns.getaddrinfo
 Loop.sock_recv = _sockets.sock_recv
 Loop.sock_recv_into = _sockets.sock_recv_into
 Loop.sock_sendall = _sockets.sock_sendall
+if hasattr(selector_events.BaseSelectorEventLoop, "sock_recvfrom"):  # 3.11+
+    Loop.sock_recvfrom = _sockets.sock_recvfrom
+    Loop.sock_recvfrom_into = _sockets.sock_recvfrom_into
+    Loop.sock_sendto = _sockets.sock_sendto
 
 _unix_add_signal_handler = unix_events._UnixSelectorEventLoop.add_signal_handler
 _selector_stop_serving = selector_events.BaseSelectorEventLoop._stop_serving

@@ -1,12 +1,13 @@
-"""``loop.sock_recv``, ``sock_recv_into`` and ``sock_sendall`` on ferrio's
-native socket operations (src/transports/sockops.rs).
+"""``loop.sock_recv``, ``sock_recv_into``, ``sock_sendall`` and (3.11+, as
+in asyncio) ``sock_recvfrom``, ``sock_recvfrom_into``, ``sock_sendto`` on
+ferrio's native socket operations (src/transports/sockops.rs).
 
 asyncio's argument checks stay here (SSL sockets are refused, debug mode
 refuses blocking sockets); the syscall, the wait for readiness and the
 retry are Rust. The native call returns the result when the socket was
 ready at once, else a future to await. The other ``sock_*`` methods
-(accept, connect, recvfrom, sendto, sendfile) are asyncio's own, on
-ferrio's fd watching: they run once per connection or per datagram call.
+(accept, connect, sendfile) are asyncio's own, on ferrio's fd watching:
+they run once per connection.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ _check_ssl_socket = base_events._check_ssl_socket
 _native_recv = _ferrio.sock_recv
 _native_recv_into = _ferrio.sock_recv_into
 _native_sendall = _ferrio.sock_sendall
+_native_recvfrom = _ferrio.sock_recvfrom
+_native_recvfrom_into = _ferrio.sock_recvfrom_into
+_native_sendto = _ferrio.sock_sendto
 
 
 def _check(loop, sock):
@@ -52,4 +56,33 @@ async def sock_sendall(self, sock, data):
     r = _native_sendall(self, sock, data)
     if r is None:
         return None
+    return await r
+
+
+async def sock_recvfrom(self, sock, bufsize):
+    """Receive a datagram of up to ``bufsize`` bytes: ``(data, address)``."""
+    _check(self, sock)
+    r = _native_recvfrom(self, sock, bufsize)
+    if r.__class__ is tuple:
+        return r
+    return await r
+
+
+async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+    """Receive a datagram into ``buf``: ``(nbytes, address)``."""
+    _check(self, sock)
+    if not nbytes:
+        nbytes = len(buf)
+    r = _native_recvfrom_into(self, sock, buf, nbytes)
+    if r.__class__ is tuple:
+        return r
+    return await r
+
+
+async def sock_sendto(self, sock, data, address):
+    """Send the datagram ``data`` to ``address``; returns the byte count."""
+    _check(self, sock)
+    r = _native_sendto(self, sock, data, address)
+    if r.__class__ is int:
+        return r
     return await r

@@ -18,7 +18,6 @@
 //! Locking as in stream.rs: the state mutex is never held while Python
 //! code runs.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
@@ -30,15 +29,12 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::buffer::RawBuf;
 use super::common::{self, cloned, is_fatal, none_or, report_fatal, Life};
+use super::sockaddr;
 use crate::event_loop::Loop;
 use crate::reactor::Side;
 
 /// asyncio's `max_size` for datagram reads.
 const MAX_SIZE: usize = 256 * 1024;
-
-thread_local! {
-    static RECV_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 #[derive(Default)]
 struct Proto {
@@ -75,92 +71,6 @@ fn new_proto(p: &Bound<'_, PyAny>) -> Proto {
         obj: Some(p.clone().unbind()),
         datagram_received: p.getattr("datagram_received").ok().map(Bound::unbind),
     }
-}
-
-/// Python's address tuple for a sockaddr (socketmodule.c's makesockaddr
-/// for AF_INET/AF_INET6).
-fn inet_address<'py>(
-    py: Python<'py>,
-    sa: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-) -> PyResult<Bound<'py, PyAny>> {
-    let mut host = [0 as libc::c_char; 128];
-    // SAFETY: `sa` holds `len` valid bytes written by recvfrom; `host` is
-    // a writable buffer of the size we pass; no service is requested.
-    let rc = unsafe {
-        libc::getnameinfo(
-            sa as *const libc::sockaddr_storage as *const libc::sockaddr,
-            len,
-            host.as_mut_ptr(),
-            host.len() as libc::socklen_t,
-            std::ptr::null_mut(),
-            0,
-            libc::NI_NUMERICHOST,
-        )
-    };
-    if rc != 0 {
-        return Err(PyOSError::new_err(format!("getnameinfo failed ({rc})")));
-    }
-    // SAFETY: getnameinfo NUL-terminates `host` on success.
-    let host = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) }.to_string_lossy();
-    match sa.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in.
-            let a = unsafe { &*(sa as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
-            Ok((host, u16::from_be(a.sin_port))
-                .into_pyobject(py)?
-                .into_any())
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6.
-            let a = unsafe { &*(sa as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
-            Ok((
-                host,
-                u16::from_be(a.sin6_port),
-                u32::from_be(a.sin6_flowinfo),
-                a.sin6_scope_id,
-            )
-                .into_pyobject(py)?
-                .into_any())
-        }
-        _ => Err(PyOSError::new_err("unexpected address family")),
-    }
-}
-
-/// One `recvfrom`: Ok(None) when it would block.
-fn recv_inet<'py>(
-    py: Python<'py>,
-    fd: RawFd,
-) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
-    RECV_BUF.with(|b| {
-        let mut buf = b.borrow_mut();
-        if buf.len() != MAX_SIZE {
-            buf.resize(MAX_SIZE, 0);
-        }
-        // SAFETY: all-zero is a valid sockaddr_storage.
-        let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: `buf` and `sa` are writable for the sizes passed.
-        let n = unsafe {
-            libc::recvfrom(
-                fd,
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                0,
-                &mut sa as *mut libc::sockaddr_storage as *mut libc::sockaddr,
-                &mut len,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
-                _ => Err(e.into()),
-            };
-        }
-        let data = PyBytes::new(py, &buf[..n as usize]).into_any();
-        Ok(Some((data, inet_address(py, &sa, len)?)))
-    })
 }
 
 /// `send(2)` of one datagram on a connected socket: Ok(false) if it would
@@ -210,12 +120,7 @@ impl DatagramTransport {
         };
         match sock.call_method1("sendto", (data, addr)) {
             Ok(_) => Ok(Sent::Done),
-            Err(e)
-                if e.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
-                    || e.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
-            {
-                Ok(Sent::WouldBlock)
-            }
+            Err(e) if sockaddr::would_block(py, &e) => Ok(Sent::WouldBlock),
             Err(e) => Err(e),
         }
     }
@@ -336,19 +241,14 @@ impl DatagramTransport {
             )
         };
         let got = if me.inet {
-            recv_inet(py, me.fd)
+            sockaddr::recvfrom_bytes(py, me.fd, MAX_SIZE)
         } else {
             match none_or(py, sock).call_method1("recvfrom", (MAX_SIZE,)) {
                 Ok(pair) => {
                     let (d, a): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
                     Ok(Some((d, a)))
                 }
-                Err(e)
-                    if e.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
-                        || e.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
-                {
-                    Ok(None)
-                }
+                Err(e) if sockaddr::would_block(py, &e) => Ok(None),
                 Err(e) => Err(e),
             }
         };

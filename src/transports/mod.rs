@@ -7,7 +7,9 @@
 //! - `writebuf.rs`: the write queue (bytes kept by reference, `writev`).
 //! - `datagram.rs`: `DatagramTransport`, the core of the UDP/Unix datagram
 //!   transport.
-//! - `sockops.rs`: `sock_recv`, `sock_recv_into`, `sock_sendall`.
+//! - `sockops.rs`: `sock_recv`, `sock_recv_into`, `sock_sendall`,
+//!   `sock_recvfrom`, `sock_recvfrom_into`, `sock_sendto`.
+//! - `sockaddr.rs`: `recvfrom` with Python-style sender addresses.
 //! - `common.rs`: error reporting and flow-control calls shared by cores.
 //! - `buffer.rs`: buffer-protocol views and `recv`/`send` helpers.
 //!
@@ -18,6 +20,7 @@
 pub mod buffer;
 pub mod common;
 pub mod datagram;
+pub mod sockaddr;
 pub mod sockops;
 pub mod stream;
 pub mod streamfeed;
@@ -32,5 +35,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sockops::sock_recv, m)?)?;
     m.add_function(wrap_pyfunction!(sockops::sock_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sockops::sock_sendall, m)?)?;
+    m.add_function(wrap_pyfunction!(sockops::sock_recvfrom, m)?)?;
+    m.add_function(wrap_pyfunction!(sockops::sock_recvfrom_into, m)?)?;
+    m.add_function(wrap_pyfunction!(sockops::sock_sendto, m)?)?;
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The hot `loop.sock_*` operations: `sock_recv`, `sock_recv_into`,
-//! `sock_sendall`.
+//! The per-packet `loop.sock_*` operations: `sock_recv`, `sock_recv_into`,
+//! `sock_sendall`, and the datagram ones `sock_recvfrom`,
+//! `sock_recvfrom_into`, `sock_sendto` (3.11+, as in asyncio).
 //!
 //! Each is asyncio's algorithm with the syscalls and the wait in Rust: try
 //! the operation at once; if the socket is not ready, return a future and
@@ -13,6 +14,12 @@
 //! (SSL sockets, debug-mode blocking check) and call these functions, which
 //! return the result directly when the syscall succeeded at once, else a
 //! future to await.
+//!
+//! Datagram receives on AF_INET/AF_INET6 sockets are `recvfrom(2)` here
+//! (sockaddr.rs builds the address); other families, and every `sendto`,
+//! call the socket object's own method, which parses and builds every
+//! address form Python knows (hostnames in a `sendto` address resolve there,
+//! blocking, exactly as on asyncio's loop).
 
 use std::os::fd::RawFd;
 
@@ -25,6 +32,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::buffer::{self, RawBuf, Read};
 use super::common::is_fatal;
+use super::sockaddr;
 use crate::event_loop::Loop;
 use crate::handles::HandleRef;
 use crate::reactor::Side;
@@ -36,6 +44,12 @@ enum Kind {
     RecvInto(Py<PyAny>),
     /// Data not sent yet (copied: the caller may reuse its buffer).
     SendAll(Vec<u8>, usize),
+    /// `recvfrom(n)`; `true` for AF_INET/AF_INET6 (native).
+    RecvFrom(usize, bool),
+    /// `recvfrom_into(buf, nbytes)`; `true` for AF_INET/AF_INET6 (native).
+    RecvFromInto(Py<PyAny>, usize, bool),
+    /// `sendto(data, address)`; data by reference, as asyncio keeps it.
+    SendTo(Py<PyAny>, Py<PyAny>),
 }
 
 /// A pending socket operation: the fd watcher and the future's done
@@ -185,8 +199,86 @@ impl SockOp {
                     Ok(None)
                 }
             }
+            Some(Kind::RecvFrom(n, inet)) => {
+                let (n, inet) = (*n, *inet);
+                drop(kind);
+                try_recvfrom(self.sock.bind(py), self.fd, n, inet)
+            }
+            Some(Kind::RecvFromInto(buf, nbytes, inet)) => {
+                let (buf, nbytes, inet) = (buf.clone_ref(py), *nbytes, *inet);
+                drop(kind);
+                try_recvfrom_into(self.sock.bind(py), self.fd, buf.bind(py), nbytes, inet)
+            }
+            Some(Kind::SendTo(data, addr)) => {
+                let (data, addr) = (data.clone_ref(py), addr.clone_ref(py));
+                drop(kind);
+                try_sendto(self.sock.bind(py), data.bind(py), addr.bind(py))
+            }
         }
     }
+}
+
+/// A socket method's result, or None when it would block.
+fn unless_blocked(py: Python<'_>, res: PyResult<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+    match res {
+        Ok(v) => Ok(Some(v.unbind())),
+        Err(e) if sockaddr::would_block(py, &e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One `sock.recvfrom(n)`: `(bytes, address)`, or None if not ready.
+fn try_recvfrom(
+    sock: &Bound<'_, PyAny>,
+    fd: RawFd,
+    n: usize,
+    inet: bool,
+) -> PyResult<Option<Py<PyAny>>> {
+    let py = sock.py();
+    if !inet {
+        return unless_blocked(py, sock.call_method1("recvfrom", (n,)));
+    }
+    Ok(match sockaddr::recvfrom_bytes(py, fd, n)? {
+        Some(pair) => Some(pair.into_pyobject(py)?.into_any().unbind()),
+        None => None,
+    })
+}
+
+/// One `sock.recvfrom_into(buf, nbytes)`: `(count, address)`, or None if
+/// not ready.
+fn try_recvfrom_into(
+    sock: &Bound<'_, PyAny>,
+    fd: RawFd,
+    buf: &Bound<'_, PyAny>,
+    nbytes: usize,
+    inet: bool,
+) -> PyResult<Option<Py<PyAny>>> {
+    let py = sock.py();
+    if !inet {
+        return unless_blocked(py, sock.call_method1("recvfrom_into", (buf, nbytes)));
+    }
+    let view = RawBuf::get(buf, true)?;
+    // Checked on every attempt: the buffer may have shrunk while waiting.
+    if nbytes > view.len() {
+        return Err(PyValueError::new_err(
+            "nbytes is greater than the length of the buffer",
+        ));
+    }
+    Ok(
+        match sockaddr::recvfrom_into(py, fd, view.as_mut_ptr(), nbytes)? {
+            Some(pair) => Some(pair.into_pyobject(py)?.into_any().unbind()),
+            None => None,
+        },
+    )
+}
+
+/// One `sock.sendto(data, address)`: the byte count, or None if not ready.
+fn try_sendto(
+    sock: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    addr: &Bound<'_, PyAny>,
+) -> PyResult<Option<Py<PyAny>>> {
+    unless_blocked(sock.py(), sock.call_method1("sendto", (data, addr)))
 }
 
 #[pymethods]
@@ -233,8 +325,13 @@ impl SockOp {
         visit.call(&self.fut)?;
         visit.call(&self.sock)?;
         if let Some(k) = self.kind.try_lock() {
-            if let Some(Kind::RecvInto(b)) = k.as_ref() {
-                visit.call(b)?;
+            match k.as_ref() {
+                Some(Kind::RecvInto(b)) | Some(Kind::RecvFromInto(b, _, _)) => visit.call(b)?,
+                Some(Kind::SendTo(d, a)) => {
+                    visit.call(d)?;
+                    visit.call(a)?;
+                }
+                _ => {}
             }
         }
         if let Some(h) = self.handle.try_lock() {
@@ -313,4 +410,71 @@ pub fn sock_sendall(
     let rest = bytes[n..].to_vec();
     drop(view);
     SockOp::start(lp, sock, fd, Side::Write, Kind::SendAll(rest, 0)).map(Bound::unbind)
+}
+
+/// `sock.recvfrom(n)` now, else a future of it.
+#[pyfunction]
+pub fn sock_recvfrom(
+    lp: &Bound<'_, Loop>,
+    sock: &Bound<'_, PyAny>,
+    n: isize,
+) -> PyResult<Py<PyAny>> {
+    if n < 0 {
+        return Err(PyValueError::new_err("negative buffersize in recvfrom"));
+    }
+    let n = n as usize;
+    let fd = fileno(sock)?;
+    let inet = sockaddr::is_inet(sock)?;
+    match try_recvfrom(sock, fd, n, inet)? {
+        Some(r) => Ok(r),
+        None => SockOp::start(lp, sock, fd, Side::Read, Kind::RecvFrom(n, inet)).map(Bound::unbind),
+    }
+}
+
+/// `sock.recvfrom_into(buf, nbytes)` now, else a future of it (`nbytes`
+/// already defaulted to `len(buf)` by the caller, as asyncio does).
+#[pyfunction]
+pub fn sock_recvfrom_into(
+    lp: &Bound<'_, Loop>,
+    sock: &Bound<'_, PyAny>,
+    buf: &Bound<'_, PyAny>,
+    nbytes: isize,
+) -> PyResult<Py<PyAny>> {
+    if nbytes < 0 {
+        return Err(PyValueError::new_err(
+            "negative buffersize in recvfrom_into",
+        ));
+    }
+    let nbytes = nbytes as usize;
+    let fd = fileno(sock)?;
+    let inet = sockaddr::is_inet(sock)?;
+    match try_recvfrom_into(sock, fd, buf, nbytes, inet)? {
+        Some(r) => Ok(r),
+        None => SockOp::start(
+            lp,
+            sock,
+            fd,
+            Side::Read,
+            Kind::RecvFromInto(buf.clone().unbind(), nbytes, inet),
+        )
+        .map(Bound::unbind),
+    }
+}
+
+/// `sock.sendto(data, address)` now (the byte count), else a future of it.
+#[pyfunction]
+pub fn sock_sendto(
+    lp: &Bound<'_, Loop>,
+    sock: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    address: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    match try_sendto(sock, data, address)? {
+        Some(r) => Ok(r),
+        None => {
+            let fd = fileno(sock)?;
+            let kind = Kind::SendTo(data.clone().unbind(), address.clone().unbind());
+            SockOp::start(lp, sock, fd, Side::Write, kind).map(Bound::unbind)
+        }
+    }
 }
