@@ -99,6 +99,24 @@ def reader_ref(protocol: object) -> weakref.ref | None:
         and _unshadowed(reader, streams.StreamReader, "_wakeup_waiter")
     ):
         return None
-    if not (_stdlib_property() and all(_is_stdlib(c, n) for c, n in _METHODS)):
+    if not _classes_are_stdlib():
         return None
     return wr
+
+
+# The class attributes last found to be the stdlib's own (a replaced one is
+# a different object, so identity says whether the answer still holds).
+_checked: tuple = ()
+
+
+def _classes_are_stdlib() -> bool:
+    global _checked
+    current = (streams.StreamReaderProtocol.__dict__.get("_stream_reader"),) + tuple(
+        cls.__dict__.get(name) for cls, name in _METHODS
+    )
+    if len(current) == len(_checked) and all(a is b for a, b in zip(current, _checked)):
+        return True
+    if _stdlib_property() and all(_is_stdlib(c, n) for c, n in _METHODS):
+        _checked = current
+        return True
+    return False
