@@ -19,6 +19,7 @@ import gc
 import json
 import platform
 import random
+import socket
 import statistics
 import sys
 import threading
@@ -218,6 +219,50 @@ def wl_executor_single(loop, n):
     return perf() - t0
 
 
+def wl_sock_udp(loop, n):
+    """UDP ping-pong on one loop: ``sock_sendto`` + ``sock_recvfrom`` on
+    both ends, 100-byte datagrams, loopback. A loop without these methods
+    (rloop 0.5) raises NotImplementedError: its column reads n/a."""
+    if not hasattr(loop, "sock_recvfrom"):  # asyncio before 3.11
+        raise NotImplementedError("sock_recvfrom")
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for s in (a, b):
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+        a_addr = a.getsockname()
+        payload = b"x" * 100
+
+        async def echo():
+            for _ in range(n):
+                data, addr = await loop.sock_recvfrom(a, 2048)
+                await loop.sock_sendto(a, data, addr)
+
+        async def client():
+            for _ in range(n):
+                await loop.sock_sendto(b, payload, a_addr)
+                await loop.sock_recvfrom(b, 2048)
+
+        async def main():
+            tasks = {loop.create_task(echo()), loop.create_task(client())}
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            errors = [t.exception() for t in done if t.exception() is not None]
+            if errors:
+                raise errors[0]
+
+        coro = main()
+        t0 = perf()
+        loop.run_until_complete(coro)
+        return perf() - t0
+    finally:
+        a.close()
+        b.close()
+
+
 # name -> (function, full n, quick n, description)
 WORKLOADS = {
     "call_soon": (wl_call_soon, 1_000_000, 200_000, "1M call_soon, then run them"),
@@ -229,6 +274,7 @@ WORKLOADS = {
     "threadsafe": (wl_threadsafe, 500_000, 100_000, "call_soon_threadsafe from a 2nd thread"),
     "executor_gather": (wl_executor_gather, 20_000, 5_000, "gathered run_in_executor"),
     "executor_single": (wl_executor_single, 5_000, 2_000, "sequence of awaited run_in_executor"),
+    "sock_udp": (wl_sock_udp, 20_000, 5_000, "UDP ping-pong with sock_sendto/sock_recvfrom"),
 }
 
 
@@ -261,7 +307,11 @@ def run_bench(
         samples: Dict[str, List[float]] = {name: [] for name in loops}
         for _ in range(repeat):
             for lname, factory in loops.items():
-                dt = run_one(factory, fn, n)
+                try:
+                    dt = run_one(factory, fn, n)
+                except NotImplementedError:
+                    samples[lname].append(float("nan"))
+                    continue
                 samples[lname].append(n / dt)
         med = {lname: statistics.median(v) for lname, v in samples.items()}
         results[wname] = {"n": n, "description": desc, "ops_per_sec": med, "samples": samples}
@@ -271,6 +321,8 @@ def run_bench(
 
 
 def _fmt_ops(v: float) -> str:
+    if v != v:
+        return "n/a"
     if v >= 1e6:
         return f"{v / 1e6:.2f}M"
     if v >= 1e3:
@@ -291,7 +343,8 @@ def format_row(wname: str, med: Dict[str, float], loop_names: List[str]) -> str:
     for n in loop_names:
         if n == "ferrio":
             continue
-        cols.append(f"{(f / med[n]) if f and med[n] else float('nan'):>10.2f}x")
+        ratio = f / med[n] if f and med[n] else float("nan")
+        cols.append(f"{'n/a':>11}" if ratio != ratio else f"{ratio:>10.2f}x")
     return " ".join(cols)
 
 
