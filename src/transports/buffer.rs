@@ -2,6 +2,7 @@
 //! `memoryview`, anything with the buffer protocol) for a syscall, and
 //! making a `bytes` object from a `recv` without an intermediate copy.
 
+use std::cell::RefCell;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyBufferError;
@@ -85,6 +86,27 @@ extern "C" {
         bytes: *mut *mut ffi::PyObject,
         newsize: ffi::Py_ssize_t,
     ) -> std::os::raw::c_int;
+}
+
+thread_local! {
+    /// Per-thread receive buffer shared by every transport and `sock_*`
+    /// read on this thread; it grows to the largest size asked for.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with `len` bytes of this thread's scratch buffer. A nested use
+/// (Python code run from inside `f` reaching another read) gets a fresh
+/// buffer instead of failing.
+pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => {
+            if s.len() < len {
+                s.resize(len, 0);
+            }
+            f(&mut s[..len])
+        }
+        Err(_) => f(&mut vec![0u8; len]),
+    })
 }
 
 /// Outcome of a non-blocking read.

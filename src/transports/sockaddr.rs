@@ -4,7 +4,6 @@
 //! from others. Other families go through the socket object's own methods,
 //! which know every address form.
 
-use std::cell::RefCell;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError};
@@ -12,12 +11,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 
-/// Reads up to this size go through the per-thread buffer.
+/// Reads up to this size go through the per-thread scratch buffer
+/// (`buffer::with_scratch`); bigger ones get their own.
 const SCRATCH_SIZE: usize = 256 * 1024;
-
-thread_local! {
-    static RECV_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// `_socket.socket.family`, the C-level member (the `socket.socket`
 /// property of that name converts it to an enum in Python code).
@@ -147,11 +143,5 @@ pub fn recvfrom_bytes<'py>(
     if n > SCRATCH_SIZE {
         return take(&mut vec![0u8; n]);
     }
-    RECV_BUF.with(|b| {
-        let mut buf = b.borrow_mut();
-        if buf.len() != SCRATCH_SIZE {
-            buf.resize(SCRATCH_SIZE, 0);
-        }
-        take(&mut buf[..n])
-    })
+    super::buffer::with_scratch(n, take)
 }

@@ -141,6 +141,22 @@ impl SockOp {
         Ok(fut)
     }
 
+    /// The first attempt's result if it finished, else a future of it:
+    /// the op is started for `side` of `fd` with `kind()`.
+    fn now_or_later(
+        lp: &Bound<'_, Loop>,
+        sock: &Bound<'_, PyAny>,
+        fd: RawFd,
+        side: Side,
+        now: Option<Py<PyAny>>,
+        kind: impl FnOnce() -> Kind,
+    ) -> PyResult<Py<PyAny>> {
+        match now {
+            Some(r) => Ok(r),
+            None => Self::start(lp, sock, fd, side, kind()).map(Bound::unbind),
+        }
+    }
+
     /// Stops watching if the registered watcher is still this op's.
     fn stop(&self, py: Python<'_>) {
         let h = self.handle.lock().take();
@@ -374,17 +390,13 @@ pub fn sock_recv_into(
         let view = RawBuf::get(buf, true)?;
         buffer::recv(fd, view.as_mut_ptr(), view.len())?
     };
-    match got {
-        Some(n) => Ok(n.into_pyobject(py)?.into_any().unbind()),
-        None => SockOp::start(
-            lp,
-            sock,
-            fd,
-            Side::Read,
-            Kind::RecvInto(buf.clone().unbind()),
-        )
-        .map(Bound::unbind),
-    }
+    let now = match got {
+        Some(n) => Some(n.into_pyobject(py)?.into_any().unbind()),
+        None => None,
+    };
+    SockOp::now_or_later(lp, sock, fd, Side::Read, now, || {
+        Kind::RecvInto(buf.clone().unbind())
+    })
 }
 
 /// Sends all of `data`: None when the kernel took it at once, else a
@@ -425,10 +437,8 @@ pub fn sock_recvfrom(
     let n = n as usize;
     let fd = fileno(sock)?;
     let inet = sockaddr::is_inet(sock)?;
-    match try_recvfrom(sock, fd, n, inet)? {
-        Some(r) => Ok(r),
-        None => SockOp::start(lp, sock, fd, Side::Read, Kind::RecvFrom(n, inet)).map(Bound::unbind),
-    }
+    let now = try_recvfrom(sock, fd, n, inet)?;
+    SockOp::now_or_later(lp, sock, fd, Side::Read, now, || Kind::RecvFrom(n, inet))
 }
 
 /// `sock.recvfrom_into(buf, nbytes)` now, else a future of it (`nbytes`
@@ -448,17 +458,10 @@ pub fn sock_recvfrom_into(
     let nbytes = nbytes as usize;
     let fd = fileno(sock)?;
     let inet = sockaddr::is_inet(sock)?;
-    match try_recvfrom_into(sock, fd, buf, nbytes, inet)? {
-        Some(r) => Ok(r),
-        None => SockOp::start(
-            lp,
-            sock,
-            fd,
-            Side::Read,
-            Kind::RecvFromInto(buf.clone().unbind(), nbytes, inet),
-        )
-        .map(Bound::unbind),
-    }
+    let now = try_recvfrom_into(sock, fd, buf, nbytes, inet)?;
+    SockOp::now_or_later(lp, sock, fd, Side::Read, now, || {
+        Kind::RecvFromInto(buf.clone().unbind(), nbytes, inet)
+    })
 }
 
 /// `sock.sendto(data, address)` now (the byte count), else a future of it.

@@ -28,7 +28,6 @@
 //! while Python code runs (a protocol callback may re-enter the transport),
 //! and Python objects are dropped only after it is released.
 
-use std::cell::RefCell;
 use std::os::fd::RawFd;
 
 use parking_lot::Mutex;
@@ -47,27 +46,13 @@ use crate::reactor::Side;
 
 /// asyncio's `_SelectorTransport.max_size`: the most one `recv` asks for.
 const MAX_SIZE: usize = 256 * 1024;
-/// Reads up to this size go through the per-thread scratch buffer.
+/// Reads up to this size go through the per-thread scratch buffer
+/// (`buffer::with_scratch`).
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// After a read of at least this size, the next read goes straight into a
 /// `bytes` object (copying big chunks out of the scratch costs more than
 /// the allocation it saves).
 const BIG_READ: usize = 8 * 1024;
-
-thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's scratch buffer (`SCRATCH_SIZE` bytes).
-fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() != SCRATCH_SIZE {
-            s.resize(SCRATCH_SIZE, 0);
-        }
-        f(&mut s)
-    })
-}
 
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -235,7 +220,7 @@ impl StreamTransport {
             let res = if hint >= BIG_READ {
                 target.recv_big(me.fd, hint, MAX_SIZE)
             } else {
-                with_scratch(|s| target.recv_small(me.fd, s))
+                buffer::with_scratch(SCRATCH_SIZE, |s| target.recv_small(me.fd, s))
             };
             match res {
                 Ok(Fed::Read(Read::WouldBlock)) => return Ok(()),
@@ -261,7 +246,9 @@ impl StreamTransport {
                 let res = if hint >= BIG_READ {
                     buffer::recv_hinted(py, me.fd, hint, MAX_SIZE)
                 } else {
-                    with_scratch(|s| buffer::recv_bytes(py, me.fd, MAX_SIZE, s, false))
+                    buffer::with_scratch(SCRATCH_SIZE, |s| {
+                        buffer::recv_bytes(py, me.fd, MAX_SIZE, s, false)
+                    })
                 };
                 match res {
                     Ok(Read::WouldBlock) => return Ok(()),
