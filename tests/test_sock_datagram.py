@@ -270,3 +270,4 @@ def test_sock_datagram_on_transport_fd_raises(loop):
         return err
 
     assert loop.run_until_complete(main()) is RuntimeError
+

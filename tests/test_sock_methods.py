@@ -15,6 +15,34 @@ def socketpair():
     return a, b
 
 
+def every_sock_method(loop, stream_a, stream_b, dgram):
+    """One call of each ``sock_*`` data method (the datagram ones on 3.11+),
+    as zero-argument callables."""
+    calls = [
+        lambda: loop.sock_recv(stream_b, 1),
+        lambda: loop.sock_sendall(stream_a, b"x"),
+        lambda: loop.sock_recv_into(stream_b, bytearray(1)),
+    ]
+    if hasattr(loop, "sock_recvfrom"):  # 3.11+
+        calls += [
+            lambda: loop.sock_recvfrom(dgram, 1),
+            lambda: loop.sock_recvfrom_into(dgram, bytearray(1)),
+            lambda: loop.sock_sendto(dgram, b"x", ("127.0.0.1", 9)),
+        ]
+    return calls
+
+
+async def messages(calls, exc_type):
+    """The message of the ``exc_type`` each call raised when awaited."""
+    out = []
+    for call in calls:
+        try:
+            await call()
+        except exc_type as e:
+            out.append(str(e))
+    return out
+
+
 def test_recv_sendall_roundtrip_and_waits(loop):
     async def main():
         a, b = socketpair()
@@ -148,21 +176,16 @@ def test_bad_arguments(loop):
 def test_blocking_socket_rejected_in_debug_mode(loop):
     loop.set_debug(True)
     a, b = socket.socketpair()
-
-    async def main():
-        out = []
-        for coro in (loop.sock_recv(b, 1), loop.sock_sendall(a, b"x"), loop.sock_recv_into(b, bytearray(1))):
-            try:
-                await coro
-            except ValueError as e:
-                out.append(str(e))
-        return out
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    calls = every_sock_method(loop, a, b, u)
 
     try:
-        assert loop.run_until_complete(main()) == ["the socket must be non-blocking"] * 3
+        assert loop.run_until_complete(messages(calls, ValueError)) == ["the socket must be non-blocking"] * len(calls)
     finally:
         a.close()
         b.close()
+        u.close()
 
 
 def test_sock_recv_on_transport_fd_raises(loop):
@@ -184,3 +207,66 @@ def test_sock_recv_on_transport_fd_raises(loop):
         return msg
 
     assert "is used by transport" in loop.run_until_complete(main())
+
+
+def test_ssl_socket_refused_by_every_sock_method(loop):
+    ssl = pytest.importorskip("ssl")
+    a, b = socket.socketpair()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    s = ctx.wrap_socket(b, do_handshake_on_connect=False, server_hostname="localhost")
+    s.setblocking(False)
+    calls = every_sock_method(loop, s, s, s)
+
+    try:
+        assert loop.run_until_complete(messages(calls, TypeError)) == ["Socket cannot be of type SSLSocket"] * len(calls)
+    finally:
+        a.close()
+        s.close()
+
+
+def test_recv_sizes_and_socket_subclass(loop):
+    """recv(0) and recv_into(empty) on an idle socket (ferrio waited forever
+    for data before), a reply bigger than the first try's read, and a subclass of
+    socket.socket (which takes asyncio's SSL check) all behave as sock.recv."""
+
+    class MySocket(socket.socket):
+        pass
+
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+    c = MySocket(socket.AF_INET, socket.SOCK_STREAM)
+    c.connect(("127.0.0.1", port))
+    s, _ = lsock.accept()
+    lsock.close()
+    c.setblocking(False)
+    s.setblocking(False)
+    payload = bytes(range(256)) * 800  # 200 KiB
+
+    async def main():
+        # Nothing queued: the socket module answers these without waiting.
+        assert await asyncio.wait_for(loop.sock_recv(c, 0), 5) == b""
+        assert await asyncio.wait_for(loop.sock_recv_into(c, bytearray()), 5) == 0
+        send = loop.create_task(loop.sock_sendall(s, payload))
+        await asyncio.sleep(0.05)  # let the kernel queue what it will take
+        got = bytearray()
+        sizes = []
+        while len(got) < len(payload):
+            chunk = await asyncio.wait_for(loop.sock_recv(c, 1 << 20), 5)
+            assert chunk
+            sizes.append(len(chunk))
+            got += chunk
+        await send
+        s.shutdown(socket.SHUT_WR)
+        eof = await asyncio.wait_for(loop.sock_recv(c, 1 << 20), 5)
+        return bytes(got), sizes, eof
+
+    try:
+        got, sizes, eof = loop.run_until_complete(main())
+        assert got == payload
+        assert eof == b""
+        # Everything queued arrives in one call, as sock.recv(n) gives it:
+        # fewer reads than 4 KiB pieces.
+        assert len(sizes) < len(payload) // 4096
+    finally:
+        c.close()
+        s.close()

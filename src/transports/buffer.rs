@@ -143,12 +143,16 @@ pub fn recv_bytes<'py>(
     let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail as *mut libc::c_int) };
     let max = if rc == 0 && avail > 0 {
         (avail as usize).min(max)
+    } else if max == 0 {
+        0
     } else if !scratch.is_empty() {
         // Nothing queued (EOF, an error, or not a stream socket): let the
         // small path read it.
         return recv_bytes(py, fd, max, scratch, false);
     } else {
-        max
+        // The same without a caller's scratch: a `max`-sized object made
+        // only to see EAGAIN or EOF would cost a large malloc and free.
+        return with_scratch(max.min(PROBE_SIZE), |s| recv_bytes(py, fd, max, s, false));
     };
     let mut obj = new_bytes(py, max)?;
     // SAFETY: `obj` is a fresh bytes object of `max` bytes.
@@ -172,6 +176,10 @@ pub fn recv_bytes<'py>(
     // SAFETY: `obj` is a valid new reference.
     Ok(Read::Data(unsafe { Bound::from_owned_ptr(py, obj) }))
 }
+
+/// Scratch used by [`recv_bytes`] when nothing is queued: what arrives
+/// between the `FIONREAD` and the `recv` is a short read, as `recv` allows.
+const PROBE_SIZE: usize = 4096;
 
 /// Granularity of [`recv_grow`]'s allocations.
 const HINT_ROUND: usize = 4096;
@@ -309,8 +317,15 @@ fn resize(py: Python<'_>, obj: &mut *mut ffi::PyObject, size: usize) -> PyResult
     Ok(())
 }
 
-/// `recv(2)`: Ok(None) when it would block (or was interrupted).
+/// `recv(2)`: Ok(None) when it would block (or was interrupted). A
+/// zero-length read is Ok(Some(0)) without a syscall, as the socket
+/// module's `recv(0)`/`recv_into(empty)` give (the kernel would say EAGAIN
+/// on an idle socket, and a caller waiting for readiness would wait for
+/// data it will never take).
 pub fn recv(fd: RawFd, buf: *mut u8, len: usize) -> PyResult<Option<usize>> {
+    if len == 0 {
+        return Ok(Some(0));
+    }
     // SAFETY: the caller passes `len` writable bytes at `buf`.
     let r = unsafe { libc::recv(fd, buf as *mut libc::c_void, len, 0) };
     if r < 0 {

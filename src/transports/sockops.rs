@@ -10,10 +10,10 @@
 //! or its future is cancelled (it is also the future's done callback, as
 //! asyncio's `_sock_read_done`/`_sock_write_done` are).
 //!
-//! The Python methods (`ferrio/_sockets.py`) keep asyncio's argument checks
-//! (SSL sockets, debug-mode blocking check) and call these functions, which
-//! return the result directly when the syscall succeeded at once, else a
-//! future to await.
+//! The Python methods (`ferrio/_sockets.py`) call these functions, which
+//! make asyncio's argument checks (SSL sockets, debug-mode blocking check;
+//! `check_sock`) and return the result directly when the syscall succeeded
+//! at once, else a future to await.
 //!
 //! Datagram receives on AF_INET/AF_INET6 sockets are `recvfrom(2)` here
 //! (sockaddr.rs builds the address); other families, and every `sendto`,
@@ -38,6 +38,32 @@ use crate::handles::HandleRef;
 use crate::reactor::Side;
 
 static ENSURE_NO_TRANSPORT: PyOnceLock<Py<pyo3::types::PyString>> = PyOnceLock::new();
+/// `socket.socket`: an object of exactly this class is no `ssl.SSLSocket`.
+static PLAIN_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `asyncio.base_events._check_ssl_socket`, for every other class.
+static CHECK_SSL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// asyncio's checks at the top of every `sock_*` method, in its order: no
+/// SSL socket (asyncio's own check, skipped for a plain `socket.socket`),
+/// and in debug mode a non-blocking socket only.
+fn check_sock(lp: &Bound<'_, Loop>, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = lp.py();
+    let plain = PLAIN_SOCKET.get_or_try_init(py, || {
+        py.import("socket")?.getattr("socket").map(Bound::unbind)
+    })?;
+    if !sock.get_type().is(plain.bind(py)) {
+        let check = CHECK_SSL.get_or_try_init(py, || {
+            py.import("asyncio.base_events")?
+                .getattr("_check_ssl_socket")
+                .map(Bound::unbind)
+        })?;
+        check.bind(py).call1((sock,))?;
+    }
+    if lp.get().is_debug() && sock.call_method0(pyo3::intern!(py, "gettimeout"))?.ne(0)? {
+        return Err(PyValueError::new_err("the socket must be non-blocking"));
+    }
+    Ok(())
+}
 
 enum Kind {
     Recv(usize),
@@ -71,7 +97,8 @@ pub struct SockOp {
 }
 
 fn fileno(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-    sock.call_method0("fileno")?.extract()
+    sock.call_method0(pyo3::intern!(sock.py(), "fileno"))?
+        .extract()
 }
 
 /// `loop.create_future()`: the native one unless a subclass overrides it.
@@ -84,7 +111,7 @@ fn new_future<'py>(lp: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     if mine.is(&base) {
         return crate::event_loop::new_future(lp);
     }
-    lp.call_method0("create_future")
+    lp.call_method0(pyo3::intern!(py, "create_future"))
 }
 
 /// asyncio's `_ensure_fd_no_transport(fd)`: raises if a transport owns
@@ -92,8 +119,8 @@ fn new_future<'py>(lp: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
 /// `WeakValueDictionary`'s `data`; otherwise asyncio's own method decides.
 fn ensure_fd_no_transport(lp: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<()> {
     let py = lp.py();
-    if let Ok(transports) = lp.getattr("_transports") {
-        if let Ok(data) = transports.getattr("data") {
+    if let Ok(transports) = lp.getattr(pyo3::intern!(py, "_transports")) {
+        if let Ok(data) = transports.getattr(pyo3::intern!(py, "data")) {
             if let Ok(d) = data.cast::<pyo3::types::PyDict>() {
                 if !d.contains(fd)? {
                     return Ok(());
@@ -137,7 +164,7 @@ impl SockOp {
         let h = lp.get().rearm_handle(fd, side, op.as_any(), owner)?;
         let old = op.get().handle.lock().replace(h);
         drop(old);
-        fut.call_method1("add_done_callback", (&op,))?;
+        fut.call_method1(pyo3::intern!(py, "add_done_callback"), (&op,))?;
         Ok(fut)
     }
 
@@ -252,7 +279,7 @@ fn try_recvfrom(
 ) -> PyResult<Option<Py<PyAny>>> {
     let py = sock.py();
     if !inet {
-        return unless_blocked(py, sock.call_method1("recvfrom", (n,)));
+        return unless_blocked(py, sock.call_method1(pyo3::intern!(py, "recvfrom"), (n,)));
     }
     Ok(match sockaddr::recvfrom_bytes(py, fd, n)? {
         Some(pair) => Some(pair.into_pyobject(py)?.into_any().unbind()),
@@ -271,7 +298,10 @@ fn try_recvfrom_into(
 ) -> PyResult<Option<Py<PyAny>>> {
     let py = sock.py();
     if !inet {
-        return unless_blocked(py, sock.call_method1("recvfrom_into", (buf, nbytes)));
+        return unless_blocked(
+            py,
+            sock.call_method1(pyo3::intern!(py, "recvfrom_into"), (buf, nbytes)),
+        );
     }
     let view = RawBuf::get(buf, true)?;
     // Checked on every attempt: the buffer may have shrunk while waiting.
@@ -294,7 +324,11 @@ fn try_sendto(
     data: &Bound<'_, PyAny>,
     addr: &Bound<'_, PyAny>,
 ) -> PyResult<Option<Py<PyAny>>> {
-    unless_blocked(sock.py(), sock.call_method1("sendto", (data, addr)))
+    let py = sock.py();
+    unless_blocked(
+        py,
+        sock.call_method1(pyo3::intern!(py, "sendto"), (data, addr)),
+    )
 }
 
 #[pymethods]
@@ -314,7 +348,7 @@ impl SockOp {
             return Ok(());
         }
         let fut = self.fut.bind(py);
-        if self.kind.lock().is_none() || fut.call_method0("done")?.is_truthy()? {
+        if self.kind.lock().is_none() || fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
             // Ready while parked, or cancelled meanwhile: unregister now.
             let old = self.kind.lock().take();
             drop(old);
@@ -325,12 +359,13 @@ impl SockOp {
             Ok(None) => Ok(()),
             Ok(Some(res)) => {
                 self.finish(py);
-                fut.call_method1("set_result", (res,)).map(drop)
+                fut.call_method1(pyo3::intern!(py, "set_result"), (res,))
+                    .map(drop)
             }
             Err(e) if is_fatal(py, &e) => Err(e),
             Err(e) => {
                 self.stop(py);
-                fut.call_method1("set_exception", (e.into_value(py),))
+                fut.call_method1(pyo3::intern!(py, "set_exception"), (e.into_value(py),))
                     .map(drop)
             }
         }
@@ -363,12 +398,20 @@ impl SockOp {
 #[pyfunction]
 pub fn sock_recv(lp: &Bound<'_, Loop>, sock: &Bound<'_, PyAny>, n: isize) -> PyResult<Py<PyAny>> {
     let py = lp.py();
+    check_sock(lp, sock)?;
     if n < 0 {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     }
+    if n == 0 {
+        // The socket module's `recv(0)`: empty at once, without a syscall.
+        return Ok(PyBytes::new(py, b"").into_any().unbind());
+    }
     let n = n as usize;
     let fd = fileno(sock)?;
-    match buffer::recv_bytes(py, fd, n, &mut [], true)? {
+    // The first try often finds nothing (a reply not sent yet): it reads
+    // into a small object grown only if it fills (no FIONREAD, no large
+    // allocation); the retry after readiness sizes by FIONREAD.
+    match buffer::recv_hinted(py, fd, 0, n)? {
         Read::Data(d) => Ok(d.unbind()),
         Read::Eof => Ok(PyBytes::new(py, b"").into_any().unbind()),
         Read::WouldBlock => {
@@ -385,6 +428,7 @@ pub fn sock_recv_into(
     buf: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
     let py = lp.py();
+    check_sock(lp, sock)?;
     let fd = fileno(sock)?;
     let got = {
         let view = RawBuf::get(buf, true)?;
@@ -408,6 +452,7 @@ pub fn sock_sendall(
     data: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
     let py = lp.py();
+    check_sock(lp, sock)?;
     let fd = fileno(sock)?;
     let view = RawBuf::get(data, false)?;
     let bytes = view.as_slice();
@@ -431,6 +476,7 @@ pub fn sock_recvfrom(
     sock: &Bound<'_, PyAny>,
     n: isize,
 ) -> PyResult<Py<PyAny>> {
+    check_sock(lp, sock)?;
     if n < 0 {
         return Err(PyValueError::new_err("negative buffersize in recvfrom"));
     }
@@ -442,7 +488,7 @@ pub fn sock_recvfrom(
 }
 
 /// `sock.recvfrom_into(buf, nbytes)` now, else a future of it (`nbytes`
-/// already defaulted to `len(buf)` by the caller, as asyncio does).
+/// 0 means `len(buf)`, as in asyncio).
 #[pyfunction]
 pub fn sock_recvfrom_into(
     lp: &Bound<'_, Loop>,
@@ -450,6 +496,12 @@ pub fn sock_recvfrom_into(
     buf: &Bound<'_, PyAny>,
     nbytes: isize,
 ) -> PyResult<Py<PyAny>> {
+    check_sock(lp, sock)?;
+    let nbytes = if nbytes == 0 {
+        isize::try_from(buf.len()?).unwrap_or(isize::MAX)
+    } else {
+        nbytes
+    };
     if nbytes < 0 {
         return Err(PyValueError::new_err(
             "negative buffersize in recvfrom_into",
@@ -472,6 +524,7 @@ pub fn sock_sendto(
     data: &Bound<'_, PyAny>,
     address: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
+    check_sock(lp, sock)?;
     match try_sendto(sock, data, address)? {
         Some(r) => Ok(r),
         None => {
