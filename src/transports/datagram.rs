@@ -118,7 +118,7 @@ impl DatagramTransport {
             Some(a) => a.clone(),
             None => py.None().into_bound(py),
         };
-        match sock.call_method1("sendto", (data, addr)) {
+        match sock.call_method1(pyo3::intern!(py, "sendto"), (data, addr)) {
             Ok(_) => Ok(Sent::Done),
             Err(e) if sockaddr::would_block(py, &e) => Ok(Sent::WouldBlock),
             Err(e) => Err(e),
@@ -131,7 +131,7 @@ impl DatagramTransport {
         let py = slf.py();
         if e.is_instance_of::<PyOSError>(py) {
             let proto = none_or(py, cloned(py, &slf.get().st.lock().proto.obj));
-            proto.call_method1("error_received", (e.into_value(py),))?;
+            proto.call_method1(pyo3::intern!(py, "error_received"), (e.into_value(py),))?;
             return Ok(());
         }
         Self::fatal_error(slf, e, "Fatal write error on datagram transport")
@@ -243,7 +243,7 @@ impl DatagramTransport {
         let got = if me.inet {
             sockaddr::recvfrom_bytes(py, me.fd, MAX_SIZE)
         } else {
-            match none_or(py, sock).call_method1("recvfrom", (MAX_SIZE,)) {
+            match none_or(py, sock).call_method1(pyo3::intern!(py, "recvfrom"), (MAX_SIZE,)) {
                 Ok(pair) => {
                     let (d, a): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
                     Ok(Some((d, a)))
@@ -257,11 +257,11 @@ impl DatagramTransport {
             Ok(Some((data, addr))) => match cb {
                 Some(cb) => cb.bind(py).call1((data, addr)).map(drop),
                 None => none_or(py, proto)
-                    .call_method1("datagram_received", (data, addr))
+                    .call_method1(pyo3::intern!(py, "datagram_received"), (data, addr))
                     .map(drop),
             },
             Err(e) if e.is_instance_of::<PyOSError>(py) => none_or(py, proto)
-                .call_method1("error_received", (e.into_value(py),))
+                .call_method1(pyo3::intern!(py, "error_received"), (e.into_value(py),))
                 .map(drop),
             Err(e) if is_fatal(py, &e) => Err(e),
             Err(e) => Self::fatal_error(slf, e, "Fatal read error on datagram transport"),

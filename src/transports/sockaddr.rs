@@ -31,7 +31,7 @@ pub fn is_inet(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
     })?;
     let family: i32 = member
         .bind(py)
-        .call_method1("__get__", (sock,))?
+        .call_method1(pyo3::intern!(py, "__get__"), (sock,))?
         .extract()?;
     Ok(family == libc::AF_INET || family == libc::AF_INET6)
 }
