@@ -293,7 +293,10 @@ impl ThreadPool {
         let mut spin = Spin::default();
         loop {
             shared.worker_available();
-            let job = py.detach(|| shared.next_job(&parker, &mut spin));
+            let job = py.detach(|| {
+                crate::sync::waiter::gil_released();
+                shared.next_job(&parker, &mut spin)
+            });
             match job {
                 Some(j) => j.run(py),
                 None => return Ok(()),

@@ -270,7 +270,10 @@ impl Reactor {
             epoll::wait(epfd, &mut buf, 0)
         } else {
             let slice: &mut [Event] = &mut buf;
-            py.detach(|| epoll::wait(epfd, slice, timeout_ms))
+            py.detach(|| {
+                crate::sync::waiter::gil_released();
+                epoll::wait(epfd, slice, timeout_ms)
+            })
         };
         let n = match res {
             Ok(n) => n,

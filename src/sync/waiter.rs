@@ -14,7 +14,7 @@
 //! (futex wake, scheduling the future's settlement on its loop) after it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -156,6 +156,22 @@ const SPIN: Duration = Duration::from_micros(20);
 /// waits for.
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
 
+/// Counts the times a thread released the GIL to block in ferrio (a
+/// primitive's wait, an idle pool worker, the loop's poll); bumped first
+/// thing after the release, by [`gil_released`].
+static RELEASES: AtomicU64 = AtomicU64::new(0);
+
+/// Tells spinners (see [`spin`]) that this thread has just released the
+/// GIL to block. Call it first thing inside `py.detach`.
+pub(crate) fn gil_released() {
+    // Relaxed: a hint for spinners, ordering nothing.
+    RELEASES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How long a spinner that saw its mark keeps spinning for the waker to
+/// let go of the GIL (see [`spin`]).
+const GIL_SPIN: Duration = Duration::from_micros(10);
+
 fn spin_slots() -> usize {
     static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *N.get_or_init(|| {
@@ -189,11 +205,37 @@ fn spin(w: &Waiter, deadline: Option<Instant>) -> bool {
             break;
         }
     }
+    // The slot is given back first: the waker, about to block, may
+    // want to spin in its turn.
     SPINNERS.fetch_sub(1, Ordering::Relaxed);
+    if marked {
+        // The waker marked us holding the GIL and usually keeps it a few
+        // microseconds more (until it blocks itself). Asking for the GIL
+        // now would put this thread to sleep on the GIL's condition
+        // variable: a kernel round trip that the spin was there to avoid.
+        // So keep spinning until some thread releases the GIL to block
+        // in ferrio (`gil_released`: most handoffs end that way), for at
+        // most GIL_SPIN. A heuristic only: the GIL is still taken normally.
+        // Relaxed: a hint; nothing is read through it.
+        let seen = RELEASES.load(Ordering::Relaxed);
+        let end = Instant::now() + GIL_SPIN;
+        'gil: loop {
+            for _ in 0..64 {
+                if RELEASES.load(Ordering::Relaxed) != seen {
+                    break 'gil;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= end {
+                break;
+            }
+        }
+    }
     marked
 }
 
 fn park(w: &Waiter, deadline: Option<Instant>, may_spin: bool) -> Woke {
+    gil_released();
     if may_spin && spin(w, deadline) {
         return Woke::Changed;
     }
