@@ -34,7 +34,8 @@ def _run_threads(fns, timeout=120):
 
         return body
 
-    ts = [threading.Thread(target=wrap(f)) for f in fns]
+    # Daemon threads: a deadlock fails the test instead of hanging pytest.
+    ts = [threading.Thread(target=wrap(f), daemon=True) for f in fns]
     for t in ts:
         t.start()
     for t in ts:
@@ -206,3 +207,82 @@ def test_ferrio_only_mixed_threads_and_coroutines_on_one_semaphore(loop):
     assert peak[0] <= LIMIT
     # no leaked or duplicated permit after random cancellations
     assert sem._value == LIMIT
+
+
+@pytest.mark.parametrize("how", ["event_set", "notify_all", "barrier", "release_n"])
+def test_many_waiters_woken_together_all_return(th, how):
+    """Sixteen threads released by one call, fifty rounds, some waiters
+    with short timeouts: every released thread returns (a lost wake-up
+    leaves threads asleep and fails the join)."""
+    T, ROUNDS = 16, 50
+    done = [0]
+    count = threading.Lock()
+
+    def finished():
+        with count:
+            done[0] += 1
+
+    if how == "event_set":
+        events = [th.Event() for _ in range(ROUNDS)]
+
+        def body(i):
+            for r in range(ROUNDS):
+                if i % 5 == 0:
+                    events[r].wait(0.0005)  # may time out: not counted
+                else:
+                    assert events[r].wait(30)
+                    finished()
+
+        def driver():
+            for r in range(ROUNDS):
+                time.sleep(0.001)
+                events[r].set()
+
+        expected = ROUNDS * (T - len(range(0, T, 5)))
+    elif how == "notify_all":
+        cond = th.Condition(th.Lock())
+        gen = [0]
+
+        def body(i):
+            for r in range(ROUNDS):
+                with cond:
+                    assert cond.wait_for(lambda: gen[0] > r, 30)
+                finished()
+
+        def driver():
+            for _ in range(ROUNDS):
+                time.sleep(0.001)
+                with cond:
+                    gen[0] += 1
+                    cond.notify_all()
+
+        expected = ROUNDS * T
+    elif how == "barrier":
+        b = th.Barrier(T + 1)
+
+        def body(i):
+            for _ in range(ROUNDS):
+                b.wait(30)
+                finished()
+
+        def driver():
+            for _ in range(ROUNDS):
+                b.wait(30)
+
+        expected = ROUNDS * T
+    else:
+        sem = th.Semaphore(0)
+
+        def body(i):
+            for _ in range(ROUNDS):
+                assert sem.acquire(timeout=30)
+                finished()
+
+        def driver():
+            for _ in range(ROUNDS):
+                time.sleep(0.001)
+                sem.release(T)
+
+        expected = ROUNDS * T
+    _run_threads([lambda i=i: body(i) for i in range(T)] + [driver], timeout=60)
+    assert done[0] == expected
