@@ -7,7 +7,7 @@
 //! run Python's signal handlers and raise `KeyboardInterrupt` as
 //! `threading`'s do.
 
-use std::sync::atomic::AtomicU32;
+use super::loomable::AtomicU32;
 use std::time::Duration;
 
 /// Why a `wait` returned. `Changed` may be spurious: callers re-check the
@@ -19,6 +19,7 @@ pub(crate) enum Woke {
 }
 
 /// Sleeps while `word == expected`, at most `timeout` (None: no limit).
+#[cfg(not(loom))]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woke {
     let ts;
     let tsp: *const libc::timespec = match timeout {
@@ -54,7 +55,20 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
     }
 }
 
+/// Under loom: a yield (the caller re-checks the word, as after a
+/// spurious wake-up).
+#[cfg(loom)]
+pub(crate) fn wait(_word: &AtomicU32, _expected: u32, _timeout: Option<Duration>) -> Woke {
+    loom::thread::yield_now();
+    Woke::Changed
+}
+
+/// Under loom: nothing to wake (waiters yield, see `wait`).
+#[cfg(loom)]
+pub(crate) fn wake(_word: &AtomicU32) {}
+
 /// Wakes the thread sleeping on `word` (one sleeper per word by design).
+#[cfg(not(loom))]
 pub(crate) fn wake(word: &AtomicU32) {
     // SAFETY: `word` is a live, aligned u32 (the caller holds an `Arc` to
     // its waiter); FUTEX_WAKE does not dereference it beyond hashing the
@@ -69,7 +83,7 @@ pub(crate) fn wake(word: &AtomicU32) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;

@@ -12,6 +12,8 @@
 //! - `queue.rs`, `store.rs`: `ferrio.Queue`'s core (threads and coroutines
 //!   on one queue; FIFO/LIFO/priority stores).
 //! - `args.rs`: `threading`'s argument rules and error texts.
+//! - `loomable.rs`: the atomics and mutex the permit core and the waiter
+//!   word use, loom's in model runs.
 
 mod args;
 mod barrier;
@@ -19,6 +21,7 @@ mod condition;
 mod event;
 mod futex;
 mod lock;
+mod loomable;
 mod permits;
 mod queue;
 mod rlock;

@@ -21,14 +21,14 @@
 //! Invariants: PARKED is set and cleared only under `q`'s mutex; it is set
 //! whenever `q` is non-empty. Permits never exceed `bound`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::Mutex;
 use pyo3::prelude::*;
 
 use super::args::Wait;
+use super::loomable::{AtomicUsize, Mutex};
 #[cfg(test)]
 use super::waiter::WAITING;
 use super::waiter::{self, Queue, Waiter, GRANTED, WOKEN};
@@ -233,13 +233,33 @@ impl Permits {
         if py.detach(|| self.spin()) {
             return Ok(true);
         }
+        match self.acquire_queued(|w| waiter::block(py, w, deadline)) {
+            Ok(got) => Ok(got),
+            Err((e, held)) => {
+                if held {
+                    let _ = self.release_and_wake(owner, 1);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The queued part of a blocking acquire, with `block` as the wait
+    /// (`waiter::block` here; a yield loop in the loom model). Ok(true):
+    /// acquired; Ok(false): `block` timed out; Err((e, held)): `block`
+    /// failed, and `held` says whether a permit was granted meanwhile (the
+    /// caller gives it back).
+    fn acquire_queued<E>(
+        &self,
+        mut block: impl FnMut(&Waiter) -> Result<Option<u32>, E>,
+    ) -> Result<bool, (E, bool)> {
         let w = Waiter::thread();
         let mut front = false;
         loop {
             if !self.enqueue(&w, front) {
                 return Ok(true);
             }
-            match waiter::block(py, &w, deadline) {
+            match block(&w) {
                 Ok(Some(GRANTED)) => return Ok(true),
                 Ok(Some(_)) => {
                     // WOKEN: compete again; keep the place at the front.
@@ -250,12 +270,7 @@ impl Permits {
                     front = true;
                 }
                 Ok(None) => return Ok(self.give_up(&w)),
-                Err(e) => {
-                    if self.give_up(&w) {
-                        let _ = self.release_and_wake(owner, 1);
-                    }
-                    return Err(e);
-                }
+                Err(e) => return Err((e, self.give_up(&w))),
             }
         }
     }
@@ -347,7 +362,7 @@ impl Permits {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -372,5 +387,97 @@ mod tests {
         // Young thread waiter: woken to compete, the permit stays free.
         assert_eq!(w.state(), WOKEN);
         assert!(p.try_acquire());
+    }
+}
+
+/// Loom models of the permit core (`RUSTFLAGS="--cfg loom" cargo test
+/// --release loom`): every interleaving of the real `try_acquire`,
+/// `release`, `enqueue`, `give_up` and `acquire_queued`, with the kernel
+/// sleep replaced by a yield loop on the waiter's word.
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// `waiter::block` without the kernel: yields until marked.
+    fn wait_marked(w: &Waiter) -> Result<Option<u32>, ()> {
+        while w.state() == WAITING {
+            thread::yield_now();
+        }
+        Ok(Some(w.state()))
+    }
+
+    /// `waiter::block` whose deadline passes at once.
+    fn time_out(_w: &Waiter) -> Result<Option<u32>, ()> {
+        Ok(None)
+    }
+
+    fn assert_settled(p: &Permits, value: usize) {
+        assert_eq!(p.value(), value, "a permit lost or doubled");
+        assert_eq!(p.waiting(), 0, "a waiter left queued");
+        assert!(p.q.lock().is_empty());
+        assert_eq!(
+            p.state.load(Ordering::Relaxed) & PARKED,
+            0,
+            "PARKED left set with an empty queue"
+        );
+    }
+
+    #[test]
+    fn loom_release_wakes_a_queued_acquirer() {
+        loom::model(|| {
+            let p = Arc::new(Permits::new(0, 1)); // held by this thread
+            let p2 = p.clone();
+            let t = thread::spawn(move || {
+                assert_eq!(p2.acquire_queued(wait_marked), Ok(true));
+                assert!(p2.release(1).is_ok());
+            });
+            assert!(p.release(1).is_ok());
+            t.join().unwrap();
+            assert_settled(&p, 1);
+        });
+    }
+
+    #[test]
+    fn loom_timeout_racing_a_release_keeps_the_permit() {
+        loom::model(|| {
+            let p = Arc::new(Permits::new(0, 1));
+            let p2 = p.clone();
+            let t = thread::spawn(move || {
+                // Granted or woken-and-free while timing out: it holds the
+                // permit (returns True, as threading's can) and gives it
+                // back; otherwise it left the queue.
+                if p2.acquire_queued(time_out) == Ok(true) {
+                    assert!(p2.release(1).is_ok());
+                }
+            });
+            assert!(p.release(1).is_ok());
+            t.join().unwrap();
+            assert_settled(&p, 1);
+        });
+    }
+
+    #[test]
+    fn loom_two_acquirers_one_permit() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let p = Arc::new(Permits::new(0, 1));
+            let ts: Vec<_> = (0..2)
+                .map(|_| {
+                    let p = p.clone();
+                    thread::spawn(move || {
+                        assert_eq!(p.acquire_queued(wait_marked), Ok(true));
+                        assert!(p.release(1).is_ok());
+                    })
+                })
+                .collect();
+            assert!(p.release(1).is_ok());
+            for t in ts {
+                t.join().unwrap();
+            }
+            assert_settled(&p, 1);
+        });
     }
 }

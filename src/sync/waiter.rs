@@ -14,7 +14,7 @@
 //! (futex wake, scheduling the future's settlement on its loop) after it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use super::futex::{self, Woke};
+use super::loomable::{fence, AtomicBool, AtomicU32};
 
 pub(crate) const WAITING: u32 = 0;
 /// Woken to try again (the primitive was freed but not handed over).
@@ -56,9 +57,15 @@ pub(crate) struct Waiter {
     pub(crate) target: Option<AsyncTarget>,
     /// The thread is (about to be) asleep in FUTEX_WAIT: only then does a
     /// wake need the syscall (a spinning waiter sees the mark by itself).
-    /// SeqCst with the word's SeqCst store in `mark`: either the waiter
-    /// sees the mark before sleeping or the waker sees this flag (Dekker).
-    sleeping: std::sync::atomic::AtomicBool,
+    /// A Dekker pair with the word, through SeqCst fences: the waiter
+    /// stores this flag, fences, reads the word (`prepare_sleep`); the
+    /// waker stores the word (`mark`), fences, reads this flag
+    /// (`needs_wake`). The two fences are ordered one way or the other,
+    /// so either the waiter sees the mark and does not sleep, or the waker
+    /// sees the flag and wakes it. (Fences, not SeqCst loads and stores:
+    /// the same guarantee, and the form loom checks; it models SeqCst
+    /// accesses only as AcqRel.)
+    sleeping: AtomicBool,
     /// A thread waiter's payload (queue.rs: the item a putter brings or a
     /// getter is handed); moved under the primitive's mutex only.
     pub(crate) slot: parking_lot::Mutex<Option<Py<PyAny>>>,
@@ -72,7 +79,7 @@ impl Waiter {
             word: AtomicU32::new(WAITING),
             since: Instant::now(),
             target: None,
-            sleeping: std::sync::atomic::AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
             slot: parking_lot::Mutex::new(None),
         })
     }
@@ -83,16 +90,40 @@ impl Waiter {
 
     /// Marks the outcome; call under the primitive's mutex, wake after.
     pub(crate) fn mark(&self, state: u32) {
-        // SeqCst (a Release store would do for the data): pairs with
-        // `sleeping` (see there) so `wake_sleeper` may skip the syscall.
-        self.word.store(state, Ordering::SeqCst);
+        // Release: the waiter's Acquire load then sees what the granter
+        // did before granting. The Dekker half is in `needs_wake`.
+        self.word.store(state, Ordering::Release);
     }
 
     /// Wakes the thread if it sleeps in the kernel (after `mark`).
     fn wake_sleeper(&self) {
-        if self.sleeping.load(Ordering::SeqCst) {
+        if self.needs_wake() {
             futex::wake(&self.word);
         }
+    }
+
+    /// The waker's half of the Dekker pair (after `mark`): whether the
+    /// waiter may be asleep in the kernel.
+    fn needs_wake(&self) -> bool {
+        // SeqCst fence between `mark`'s store and this load: see
+        // `sleeping`. Relaxed load: the fence orders it.
+        fence(Ordering::SeqCst);
+        self.sleeping.load(Ordering::Relaxed)
+    }
+
+    /// The waiter's half: raises `sleeping` and re-reads the word; whether
+    /// it may go to sleep (still WAITING). If not, the flag is lowered.
+    fn prepare_sleep(&self) -> bool {
+        // Relaxed store, then a SeqCst fence, then the word: see
+        // `sleeping`. FUTEX_WAIT re-checks the word atomically as well.
+        // Acquire load: a mark seen here publishes the granter's writes.
+        self.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.word.load(Ordering::Acquire) != WAITING {
+            self.sleeping.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// Back to waiting before re-queueing (only its own thread does this).
@@ -253,11 +284,7 @@ fn park(w: &Waiter, deadline: Option<Instant>, may_spin: bool) -> Woke {
                 Some(d - now)
             }
         };
-        // SeqCst: see Waiter::sleeping; the state is checked again after
-        // the flag is up, and FUTEX_WAIT re-checks the word atomically.
-        w.sleeping.store(true, Ordering::SeqCst);
-        if w.word.load(Ordering::SeqCst) != WAITING {
-            w.sleeping.store(false, Ordering::Relaxed);
+        if !w.prepare_sleep() {
             return Woke::Changed;
         }
         let r = futex::wait(&w.word, WAITING, timeout);
@@ -331,7 +358,7 @@ fn waiter_on(loop_: Py<PyAny>, fut: Py<PyAny>, value: Py<PyAny>, tag: u64) -> Ar
             value,
             tag,
         }),
-        sleeping: std::sync::atomic::AtomicBool::new(false),
+        sleeping: AtomicBool::new(false),
         slot: parking_lot::Mutex::new(None),
     })
 }
@@ -544,4 +571,30 @@ impl Ready {
     }
 
     fn close(&self) {}
+}
+
+/// Loom model of the sleep/wake handshake (`RUSTFLAGS="--cfg loom" cargo
+/// test --release loom`).
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+
+    /// A waiter about to sleep and a waker marking it: if the waiter goes
+    /// to sleep (`prepare_sleep` true), the waker must see the flag and
+    /// make the wake syscall. Skipping the syscall for a spinning waiter
+    /// must never leave a sleeper unwoken.
+    #[test]
+    fn loom_a_sleeping_waiter_is_always_woken() {
+        loom::model(|| {
+            let w = Waiter::thread();
+            let w2 = w.clone();
+            let waker = loom::thread::spawn(move || {
+                w2.mark(GRANTED);
+                w2.needs_wake()
+            });
+            let sleeps = w.prepare_sleep();
+            let woken = waker.join().unwrap();
+            assert!(!sleeps || woken, "the waiter sleeps and nobody wakes it");
+        });
+    }
 }
