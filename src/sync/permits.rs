@@ -424,8 +424,21 @@ mod loom_model {
         );
     }
 
+    /// Runs `model` with young thread waiters (a release only wakes them
+    /// to compete) and with waiters due for the direct handoff (GRANTED).
+    fn both_handoffs(model: impl Fn()) {
+        for handoff in [false, true] {
+            waiter::LOOM_HANDOFF.with(|h| h.set(handoff));
+            model();
+        }
+    }
+
     #[test]
     fn loom_release_wakes_a_queued_acquirer() {
+        both_handoffs(release_wakes_a_queued_acquirer);
+    }
+
+    fn release_wakes_a_queued_acquirer() {
         loom::model(|| {
             let p = Arc::new(Permits::new(0, 1)); // held by this thread
             let p2 = p.clone();
@@ -441,6 +454,10 @@ mod loom_model {
 
     #[test]
     fn loom_timeout_racing_a_release_keeps_the_permit() {
+        both_handoffs(timeout_racing_a_release);
+    }
+
+    fn timeout_racing_a_release() {
         loom::model(|| {
             let p = Arc::new(Permits::new(0, 1));
             let p2 = p.clone();
@@ -458,8 +475,14 @@ mod loom_model {
         });
     }
 
+    /// Two queued acquirers, one permit (a woken one may lose to the other
+    /// and re-queue at the front).
     #[test]
     fn loom_two_acquirers_one_permit() {
+        both_handoffs(two_acquirers_one_permit);
+    }
+
+    fn two_acquirers_one_permit() {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(3);
         b.check(|| {

@@ -36,6 +36,14 @@ pub(crate) const GRANTED: u32 = 2;
 /// competing with threads that arrive later (eventual fairness).
 pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
 
+#[cfg(loom)]
+std::thread_local! {
+    /// In loom models: whether thread waiters count as due for a direct
+    /// handoff (instead of their age). Set by the test before
+    /// `loom::model`; loom's threads all run on the test's OS thread.
+    pub(crate) static LOOM_HANDOFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Where a coroutine waiter's outcome goes.
 pub(crate) struct AsyncTarget {
     pub(crate) loop_: Py<PyAny>,
@@ -138,7 +146,17 @@ impl Waiter {
     /// Async waiters always get a direct handoff (a retry would cost a loop
     /// round trip); threads after `FAIR_AFTER`.
     pub(crate) fn handoff_due(&self, now: Instant) -> bool {
-        self.is_async() || now.saturating_duration_since(self.since) >= FAIR_AFTER
+        #[cfg(loom)]
+        {
+            // Time would make a loom model nondeterministic: the model
+            // picks the outcome (see `LOOM_HANDOFF`).
+            let _ = now;
+            self.is_async() || LOOM_HANDOFF.with(|h| h.get())
+        }
+        #[cfg(not(loom))]
+        {
+            self.is_async() || now.saturating_duration_since(self.since) >= FAIR_AFTER
+        }
     }
 
     fn is_for(&self, fut: &Bound<'_, PyAny>) -> bool {
