@@ -433,67 +433,20 @@ mod loom_model {
         }
     }
 
-    #[test]
-    fn loom_release_wakes_a_queued_acquirer() {
-        both_handoffs(release_wakes_a_queued_acquirer);
-    }
-
-    fn release_wakes_a_queued_acquirer() {
-        loom::model(|| {
-            let p = Arc::new(Permits::new(0, 1)); // held by this thread
-            let p2 = p.clone();
-            let t = thread::spawn(move || {
-                assert_eq!(p2.acquire_queued(wait_marked), Ok(true));
-                assert!(p2.release(1).is_ok());
-            });
-            assert!(p.release(1).is_ok());
-            t.join().unwrap();
-            assert_settled(&p, 1);
-        });
-    }
-
-    #[test]
-    fn loom_timeout_racing_a_release_keeps_the_permit() {
-        both_handoffs(timeout_racing_a_release);
-    }
-
-    fn timeout_racing_a_release() {
-        loom::model(|| {
-            let p = Arc::new(Permits::new(0, 1));
-            let p2 = p.clone();
-            let t = thread::spawn(move || {
-                // Granted or woken-and-free while timing out: it holds the
-                // permit (returns True, as threading's can) and gives it
-                // back; otherwise it left the queue.
-                if p2.acquire_queued(time_out) == Ok(true) {
-                    assert!(p2.release(1).is_ok());
-                }
-            });
-            assert!(p.release(1).is_ok());
-            t.join().unwrap();
-            assert_settled(&p, 1);
-        });
-    }
-
-    /// Two queued acquirers, one permit (a woken one may lose to the other
-    /// and re-queue at the front).
-    #[test]
-    fn loom_two_acquirers_one_permit() {
-        both_handoffs(two_acquirers_one_permit);
-    }
-
-    fn two_acquirers_one_permit() {
+    /// `n` threads run `body` on a one-permit core this thread holds,
+    /// while this thread releases it; afterwards no permit is lost or
+    /// doubled and nobody is left queued.
+    fn race_a_release(n: usize, body: fn(&Permits)) {
         let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
-        b.check(|| {
+        if n > 1 {
+            b.preemption_bound = Some(3);
+        }
+        b.check(move || {
             let p = Arc::new(Permits::new(0, 1));
-            let ts: Vec<_> = (0..2)
+            let ts: Vec<_> = (0..n)
                 .map(|_| {
                     let p = p.clone();
-                    thread::spawn(move || {
-                        assert_eq!(p.acquire_queued(wait_marked), Ok(true));
-                        assert!(p.release(1).is_ok());
-                    })
+                    thread::spawn(move || body(&p))
                 })
                 .collect();
             assert!(p.release(1).is_ok());
@@ -502,5 +455,37 @@ mod loom_model {
             }
             assert_settled(&p, 1);
         });
+    }
+
+    /// Queues, is woken or granted, takes the permit and gives it back.
+    fn take_and_give_back(p: &Permits) {
+        assert_eq!(p.acquire_queued(wait_marked), Ok(true));
+        assert!(p.release(1).is_ok());
+    }
+
+    /// Times out at once after queueing. Granted or woken-and-free
+    /// meanwhile, it holds the permit (returns True, as threading's can)
+    /// and gives it back; otherwise it left the queue.
+    fn time_out_or_give_back(p: &Permits) {
+        if p.acquire_queued(time_out) == Ok(true) {
+            assert!(p.release(1).is_ok());
+        }
+    }
+
+    #[test]
+    fn loom_release_wakes_a_queued_acquirer() {
+        both_handoffs(|| race_a_release(1, take_and_give_back));
+    }
+
+    #[test]
+    fn loom_timeout_racing_a_release_keeps_the_permit() {
+        both_handoffs(|| race_a_release(1, time_out_or_give_back));
+    }
+
+    /// Two queued acquirers, one permit (a woken one may lose to the other
+    /// and re-queue at the front).
+    #[test]
+    fn loom_two_acquirers_one_permit() {
+        both_handoffs(|| race_a_release(2, take_and_give_back));
     }
 }

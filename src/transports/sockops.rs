@@ -37,7 +37,6 @@ use crate::event_loop::Loop;
 use crate::handles::HandleRef;
 use crate::reactor::Side;
 
-static ENSURE_NO_TRANSPORT: PyOnceLock<Py<pyo3::types::PyString>> = PyOnceLock::new();
 /// `socket.socket`: an object of exactly this class is no `ssl.SSLSocket`.
 static PLAIN_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// `asyncio.base_events._check_ssl_socket`, for every other class.
@@ -128,10 +127,8 @@ fn ensure_fd_no_transport(lp: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<()> {
             }
         }
     }
-    let name = ENSURE_NO_TRANSPORT.get_or_init(py, || {
-        pyo3::types::PyString::intern(py, "_ensure_fd_no_transport").unbind()
-    });
-    lp.call_method1(name.bind(py), (fd,)).map(drop)
+    lp.call_method1(pyo3::intern!(py, "_ensure_fd_no_transport"), (fd,))
+        .map(drop)
 }
 
 impl SockOp {
