@@ -1,11 +1,12 @@
 """Real libraries, unchanged, on both loops: aiohttp (server and client),
-uvicorn serving an ASGI app, websockets, anyio TCP streams, and asyncpg
-against a PostgreSQL server this module starts.
+uvicorn serving an ASGI app, websockets, anyio TCP streams, asyncpg
+against a PostgreSQL server this module starts, and redis-py's asyncio
+client against a Redis server this module starts (TCP and Unix socket).
 
 The libraries are test extras (``pip install ".[test]"``), never ferrio
 dependencies. A library that is not importable skips its test with the
-reason; PostgreSQL skips only when no server binary can be found (.ci/run
-installs Debian's ``postgresql`` package).
+reason; PostgreSQL and Redis skip only when no server binary can be found
+(.ci/run installs Debian's ``postgresql`` and ``redis-server`` packages).
 """
 
 import asyncio
@@ -309,3 +310,147 @@ def test_asyncpg_queries(loop, postgres):
     one, n, last, updated, big, vals = loop.run_until_complete(main())
     assert (one, n, last, updated, big) == (42, 2000, "n1999" * 10, 10, 1_000_000)
     assert vals == [i * 2 for i in range(40)]
+
+
+# -- redis-py (asyncio client) + a Redis server ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    """A throwaway Redis server on 127.0.0.1 and a Unix socket (no
+    persistence); yields (port, unix socket path)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server binary found; install Debian's redis-server package")
+    root = tempfile.mkdtemp(prefix="ferrio-redis-")
+    path = os.path.join(root, "redis.sock")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--unixsocket", path, "--save", "", "--appendonly", "no", "--dir", root],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16).startswith(b"+PONG") and os.path.exists(path):
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("redis-server did not start")
+        time.sleep(0.1)
+    try:
+        yield port, path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_redis_commands_pipeline_pool(loop, redis_server):
+    aioredis = pytest.importorskip("redis.asyncio")
+    port, _ = redis_server
+    prefix = f"{type(loop).__module__}:"
+
+    async def main():
+        # A blocking pool: past 20 connections, commands wait for one.
+        pool = aioredis.BlockingConnectionPool(host="127.0.0.1", port=port, max_connections=20, timeout=20)
+        r = aioredis.Redis.from_pool(pool)
+        try:
+            await r.delete(prefix + "n", prefix + "big")
+            assert await r.set(prefix + "k", "v")
+            got = await r.get(prefix + "k")
+            # Many keys at once: one big request and one big reply.
+            await r.mset({f"{prefix}m{i}": i for i in range(1000)})
+            many = await r.mget([f"{prefix}m{i}" for i in range(1000)])
+            async with r.pipeline(transaction=True) as p:
+                for i in range(500):
+                    p.incr(prefix + "p")
+                piped = await p.execute()
+            # A 4 MiB value both ways: the write buffer and flow control on
+            # the way out, many reads on the way in.
+            big = os.urandom(4 << 20)
+            await r.set(prefix + "big", big)
+            back = await r.get(prefix + "big")
+            # 200 concurrent commands over a pool of at most 20 connections.
+            await asyncio.gather(*(r.incr(prefix + "n") for _ in range(200)))
+            n = int(await r.get(prefix + "n"))
+            summed = await r.eval("return tonumber(ARGV[1]) + tonumber(ARGV[2])", 0, 40, 2)
+        finally:
+            await r.aclose()
+        return got, many, piped, back == big, n, summed
+
+    got, many, piped, same, n, summed = loop.run_until_complete(main())
+    assert got == b"v"
+    assert many == [str(i).encode() for i in range(1000)]
+    assert piped[-1] - piped[0] == 499
+    assert same
+    assert n == 200
+    assert summed == 42
+
+
+def test_redis_pubsub_blocking_and_cancel(loop, redis_server):
+    aioredis = pytest.importorskip("redis.asyncio")
+    port, path = redis_server
+    prefix = f"{type(loop).__module__}:"
+
+    async def main():
+        # Over the Unix socket: redis-py's UnixDomainSocketConnection.
+        r = aioredis.Redis(unix_socket_path=path)
+        pub = aioredis.Redis(host="127.0.0.1", port=port)
+        try:
+            await r.delete(prefix + "q")
+            ps = r.pubsub()
+            await ps.subscribe(prefix + "chan")
+            first = await ps.get_message(timeout=5)  # the subscribe confirmation
+            for i in range(20):
+                await pub.publish(prefix + "chan", f"m{i}")
+            msgs = []
+            while len(msgs) < 20:
+                m = await ps.get_message(ignore_subscribe_messages=True, timeout=5)
+                assert m is not None, "a published message did not arrive"
+                msgs.append(m["data"])
+            await ps.unsubscribe()
+            await ps.aclose()
+
+            # BLPOP that times out on the server, then one a pusher satisfies.
+            empty = await r.blpop([prefix + "q"], timeout=0.2)
+
+            async def push_later():
+                await asyncio.sleep(0.1)
+                await pub.rpush(prefix + "q", "x")
+
+            pusher = asyncio.ensure_future(push_later())
+            popped = await r.blpop([prefix + "q"], timeout=5)
+            await pusher
+            # A command cancelled mid-wait; the client must stay usable.
+            waiting = asyncio.ensure_future(r.blpop([prefix + "never"], timeout=5))
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            try:
+                await waiting
+            except asyncio.CancelledError:
+                cancelled = True
+            else:
+                cancelled = False
+            after = await r.ping()
+        finally:
+            for c in (r, pub):
+                await c.aclose()
+        return first["type"], msgs, empty, popped, cancelled, after
+
+    first, msgs, empty, popped, cancelled, after = loop.run_until_complete(main())
+    assert first in ("subscribe", b"subscribe")
+    assert msgs == [f"m{i}".encode() for i in range(20)]
+    assert empty is None
+    assert popped == ((prefix + "q").encode(), b"x")
+    assert cancelled and after is True

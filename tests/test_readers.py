@@ -175,6 +175,13 @@ def test_pipe_reader(loop):
         os.close(w)
 
 
+@pytest.mark.parametrize("huge", [2**31, 2**70])
+def test_remove_fd_out_of_range_is_false(loop, huge):
+    # No such fd can be registered: removing it removes nothing.
+    assert loop.remove_reader(huge) is False
+    assert loop.remove_writer(huge) is False
+
+
 @pytest.mark.parametrize("bad", [-1, "x", 1.5, object()])
 def test_invalid_fd_value_error(loop, bad):
     with pytest.raises(ValueError):

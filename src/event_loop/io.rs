@@ -48,6 +48,17 @@ pub(super) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
         .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("file descriptor out of range"))
 }
 
+/// `fileobj_to_fd` for `remove_reader`/`remove_writer`: an fd too large
+/// for the platform cannot be registered, so it is `None` (nothing to
+/// remove: asyncio's selector lookup answers False) instead of an error.
+pub(super) fn fd_to_remove(obj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
+    match fileobj_to_fd(obj) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn repr(obj: &Bound<'_, PyAny>) -> String {
     obj.repr()
         .map(|r| r.to_string())

@@ -556,15 +556,13 @@ impl Loop {
     }
 
     fn remove_reader(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let fd_obj = fd;
-        let fd = io::fileobj_to_fd(fd_obj)?;
-        Ok(io::remove(fd_obj.py(), self, fd, Side::Read))
+        let py = fd.py();
+        Ok(io::fd_to_remove(fd)?.is_some_and(|fd| io::remove(py, self, fd, Side::Read)))
     }
 
     fn remove_writer(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let fd_obj = fd;
-        let fd = io::fileobj_to_fd(fd_obj)?;
-        Ok(io::remove(fd_obj.py(), self, fd, Side::Write))
+        let py = fd.py();
+        Ok(io::fd_to_remove(fd)?.is_some_and(|fd| io::remove(py, self, fd, Side::Write)))
     }
 
     /// Selector-loop internal names, used by code written against
