@@ -15,7 +15,7 @@
 //! Version differences follow the running Python: 3.13+ sends empty
 //! datagrams and counts 8 header bytes per queued datagram (`header`).
 //!
-//! Locking as in stream.rs: the state mutex is never held while Python
+//! Locking as in stream/mod.rs: the state mutex is never held while Python
 //! code runs.
 
 use std::collections::VecDeque;

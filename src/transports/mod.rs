@@ -1,7 +1,8 @@
 //! Native transports: the per-packet half of asyncio's transports.
 //!
-//! - `stream.rs`: `StreamTransport`, the core of the TCP/Unix stream socket
-//!   transport (reads, writes, flow control, close/abort).
+//! - `stream/`: `StreamTransport`, the core of the TCP/Unix stream socket
+//!   transport (`mod.rs`: state, writes, flow control, close/abort;
+//!   `read.rs`: the read path).
 //! - `streamfeed.rs`: reads fed straight into asyncio's own `StreamReader`
 //!   (exact `StreamReaderProtocol` only).
 //! - `writebuf.rs`: the write queue (bytes kept by reference, `writev`).
