@@ -1,5 +1,5 @@
 """Real libraries, unchanged, on both loops: aiohttp (server and client),
-uvicorn serving an ASGI app, websockets, anyio TCP streams, asyncpg
+uvicorn serving an ASGI app, httpx's async client (against uvicorn), websockets, anyio TCP streams, asyncpg
 against a PostgreSQL server this module starts, and redis-py's asyncio
 client against a Redis server this module starts (TCP and Unix socket).
 
@@ -136,6 +136,74 @@ def test_uvicorn_serves_asgi_app(loop):
     one, many = loop.run_until_complete(main())
     assert one == [b"asgi /a"] * 10
     assert many == [[f"asgi /p{i}".encode()] for i in range(20)]
+
+
+# -- httpx (client) against uvicorn -----------------------------------------------
+
+
+def test_httpx_client_against_uvicorn(loop):
+    uvicorn = pytest.importorskip("uvicorn")
+    httpx = pytest.importorskip("httpx")
+
+    async def app(scope, receive, send):
+        assert scope["type"] == "http"
+        path = scope["path"]
+        if path == "/echo":  # the request body back, read in pieces
+            body = b""
+            more = True
+            while more:
+                msg = await receive()
+                body += msg.get("body", b"")
+                more = msg.get("more_body", False)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+        elif path == "/stream":  # 2 MiB, chunked, in 64 KiB pieces
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for i in range(32):
+                await send({"type": "http.response.body", "body": bytes([i]) * 65536, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        else:  # slow: the client times out first
+            await asyncio.sleep(1)
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    async def main():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
+        while not server.started:
+            await asyncio.sleep(0.01)
+            if task.done():
+                task.result()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=10)) as client:
+                bodies = [bytes([i % 251]) * (64 * 1024 + i) for i in range(50)]
+                echoed = await asyncio.gather(*(client.post("/echo", content=b) for b in bodies))
+                streamed = []
+                async with client.stream("GET", "/stream") as resp:
+                    async for piece in resp.aiter_bytes():
+                        streamed.append(piece)
+                try:
+                    await client.get("/slow", timeout=0.2)
+                    timed_out = False
+                except httpx.ReadTimeout:
+                    timed_out = True
+                after = await client.post("/echo", content=b"still fine")
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+        return bodies, echoed, b"".join(streamed), timed_out, after
+
+    bodies, echoed, streamed, timed_out, after = loop.run_until_complete(main())
+    assert [r.status_code for r in echoed] == [200] * 50
+    assert [r.content for r in echoed] == bodies
+    assert streamed == b"".join(bytes([i]) * 65536 for i in range(32))
+    assert timed_out
+    assert after.content == b"still fine"
 
 
 # -- websockets ---------------------------------------------------------------
