@@ -10,6 +10,7 @@ reason; PostgreSQL and Redis skip only when no server binary can be found
 """
 
 import asyncio
+import contextlib
 import glob
 import os
 import shutil
@@ -323,18 +324,33 @@ def postgres():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def accepting():
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+
+    with _server_process(proc, root, accepting, "PostgreSQL"):
+        yield port
+
+
+@contextlib.contextmanager
+def _server_process(proc, root, ready, name):
+    """Waits (up to 30 s) until ``ready()`` is true (an OSError counts as
+    not yet), then yields; afterwards stops ``proc`` and removes ``root``."""
     deadline = time.monotonic() + 30
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            if ready():
                 break
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("PostgreSQL did not start")
-            time.sleep(0.1)
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            shutil.rmtree(root, ignore_errors=True)
+            pytest.fail(f"{name} did not start")
+        time.sleep(0.1)
     try:
-        yield port
+        yield
     finally:
         proc.terminate()
         try:
@@ -400,28 +416,14 @@ def redis_server():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
-                c.sendall(b"PING\r\n")
-                if c.recv(16).startswith(b"+PONG") and os.path.exists(path):
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("redis-server did not start")
-        time.sleep(0.1)
-    try:
+
+    def answering():
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
+            c.sendall(b"PING\r\n")
+            return c.recv(16).startswith(b"+PONG") and os.path.exists(path)
+
+    with _server_process(proc, root, answering, "redis-server"):
         yield port, path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_redis_commands_pipeline_pool(loop, redis_server):

@@ -227,6 +227,23 @@ pub fn schedule_lost(
     lp.soon(&cb, &pyo3::types::PyTuple::new(py, [exc])?)
 }
 
+/// Effects of `close()` once `Life::close` allowed it: stop reading now
+/// and, if nothing is left to flush (`lost`), schedule
+/// `core._call_connection_lost(None)` (else the last flush does).
+pub fn closed(
+    core: &Bound<'_, PyAny>,
+    lp: &Loop,
+    fd: std::os::fd::RawFd,
+    lost: bool,
+) -> PyResult<()> {
+    let py = core.py();
+    lp.unwatch(py, fd, crate::reactor::Side::Read);
+    if lost {
+        schedule_lost(core, lp, fd, false, true, py.None().into_bound(py))?;
+    }
+    Ok(())
+}
+
 /// Logs asyncio's "socket.send() raised exception." warning.
 pub fn warn_lost_write(py: Python<'_>, warn: bool) -> PyResult<()> {
     if warn {

@@ -399,7 +399,6 @@ impl DatagramTransport {
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
         let me = slf.get();
         let lost = {
             let mut st = me.st.lock();
@@ -409,18 +408,7 @@ impl DatagramTransport {
                 None => return Ok(()),
             }
         };
-        me.lp().unwatch(py, me.fd, Side::Read);
-        if lost {
-            common::schedule_lost(
-                slf.as_any(),
-                me.lp(),
-                me.fd,
-                false,
-                true,
-                py.None().into_bound(py),
-            )?;
-        }
-        Ok(())
+        common::closed(slf.as_any(), me.lp(), me.fd, lost)
     }
 
     fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {

@@ -484,7 +484,6 @@ impl StreamTransport {
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
         let me = slf.get();
         let lost = {
             let mut st = me.st.lock();
@@ -494,18 +493,7 @@ impl StreamTransport {
                 None => return Ok(()),
             }
         };
-        me.lp().unwatch(py, me.fd, Side::Read);
-        if lost {
-            common::schedule_lost(
-                slf.as_any(),
-                me.lp(),
-                me.fd,
-                false,
-                true,
-                py.None().into_bound(py),
-            )?;
-        }
-        Ok(())
+        common::closed(slf.as_any(), me.lp(), me.fd, lost)
     }
 
     fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
