@@ -368,6 +368,25 @@ def test_data_received_raising_goes_to_handler(loop):
     assert isinstance(ctx["transport"], asyncio.Transport)
 
 
+def test_write_non_contiguous_memoryview_is_a_fatal_write_error(loop):
+    # The socket refuses a strided buffer: asyncio reports it as a fatal
+    # write error (exception handler, connection lost), write() returns.
+    async def main():
+        tr, pr, peer = await pair(loop)
+        tr.write(memoryview(b"abcdef")[::2])
+        exc = await asyncio.wait_for(pr.done, 5)
+        peer.close()
+        return exc, tr.is_closing()
+
+    exc, closing = loop.run_until_complete(main())
+    assert isinstance(exc, BufferError)
+    assert closing
+    [ctx] = loop.errors
+    loop.errors.clear()
+    assert ctx["message"] == "Fatal write error on socket transport"
+    assert isinstance(ctx["exception"], BufferError)
+
+
 def test_set_protocol_swaps_on_live_transport(loop):
     async def main():
         tr, first, peer = await pair(loop)

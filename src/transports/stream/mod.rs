@@ -424,7 +424,17 @@ impl StreamTransport {
             )));
         }
         slf.get().check_writable("write")?;
-        let view = RawBuf::get(data, false)?;
+        let view = match RawBuf::get(data, false) {
+            Ok(v) => v,
+            // A non-contiguous memoryview (`mv[::2]`): asyncio hands it to
+            // `sock.send` (or, 3.12+, `sendmsg` later), which refuses it
+            // with BufferError, a fatal write error (logged, connection
+            // closed), not an exception from write(). Same here.
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyBufferError>(slf.py()) => {
+                return Self::fatal_error(slf, e, "Fatal write error on socket transport");
+            }
+            Err(e) => return Err(e),
+        };
         if view.len() == 0 {
             return Ok(());
         }
