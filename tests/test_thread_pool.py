@@ -376,6 +376,16 @@ def test_dropped_pool_lets_workers_exit(pool_cls):
         assert not t.is_alive()
 
 
+def test_unreferenced_pool_still_runs_what_was_submitted(pool_cls):
+    # The pool object can be collected as soon as its bound method is
+    # looked up; the work must still be taken and run.
+    assert pool_cls().submit(abs, -7).result(timeout=10) == 7
+    assert list(pool_cls(max_workers=2).map(abs, [-1, -2, -3], timeout=10)) == [1, 2, 3]
+    submit = pool_cls().submit
+    gc.collect()
+    assert submit(abs, -3).result(timeout=10) == 3
+
+
 def test_ferrio_idle_workers_retire():
     ex = ferrio.ThreadPoolExecutor(max_workers=4, _idle_timeout=0.05)
     barrier = threading.Barrier(4)

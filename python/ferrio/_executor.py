@@ -126,8 +126,10 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
             # keeps its own).
             self.submit = core.submit  # type: ignore[method-assign]
         # Like the stdlib's workers holding only a weak reference: a pool
-        # dropped without shutdown() lets its workers finish and exit.
-        weakref.finalize(self, core.shutdown, False)
+        # dropped without shutdown() lets its workers finish and exit. Not
+        # a shutdown: `ThreadPoolExecutor().submit(f)` drops this object
+        # before `core.submit` runs, and the job must still be taken.
+        weakref.finalize(self, core._orphan)
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
         return self._core.submit(fn, *args, **kwargs)

@@ -243,6 +243,13 @@ impl ThreadPool {
         }
     }
 
+    /// The executor object was garbage-collected without `shutdown()`:
+    /// workers exit once idle (the stdlib's workers do when their weak
+    /// reference dies); work submitted later still runs.
+    fn _orphan(&self) {
+        self.shared.orphan();
+    }
+
     /// The worker threads started and not yet known to have exited.
     fn threads(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
         let mut threads = self.threads.lock();

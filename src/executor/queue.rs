@@ -39,6 +39,10 @@ pub(crate) struct State<J> {
     pub workers: usize,
     pub max_workers: usize,
     pub shutdown: bool,
+    /// The executor object is gone (garbage-collected without `shutdown`):
+    /// workers exit as soon as the queue is empty instead of idling, but
+    /// jobs are still accepted (a caller may still hold `submit`).
+    pub orphaned: bool,
 }
 
 pub(crate) struct Shared<J> {
@@ -91,6 +95,7 @@ impl<J> Shared<J> {
                 workers: 0,
                 max_workers,
                 shutdown: false,
+                orphaned: false,
             }),
             pending: AtomicUsize::new(0),
             spinning: AtomicUsize::new(0),
@@ -144,7 +149,7 @@ impl<J> Shared<J> {
         if let Some(j) = self.pop_locked(&mut st) {
             return Some(Some(j));
         }
-        if st.shutdown {
+        if st.shutdown || st.orphaned {
             st.workers = st.workers.saturating_sub(1);
             return Some(None);
         }
@@ -191,7 +196,7 @@ impl<J> Shared<J> {
             {
                 let mut st = self.st.lock();
                 uncount(&mut counted);
-                if !st.queue.is_empty() || st.shutdown {
+                if !st.queue.is_empty() || st.shutdown || st.orphaned {
                     continue;
                 }
                 me.reset();
@@ -254,6 +259,20 @@ impl<J> Shared<J> {
             p.unpark();
         }
         jobs
+    }
+
+    /// The executor was dropped without shutdown: parked workers wake and
+    /// exit, busy ones exit once the queue is empty; later jobs (through a
+    /// `submit` someone still holds) start a worker as usual.
+    pub(crate) fn orphan(&self) {
+        let idle = {
+            let mut st = self.st.lock();
+            st.orphaned = true;
+            std::mem::take(&mut st.idle)
+        };
+        for p in idle {
+            p.unpark();
+        }
     }
 
     /// Every queued job, removed (a broken pool fails them).
