@@ -330,6 +330,16 @@ def test_thread_bad_arguments(tq):
     assert u.get() == 1
 
 
+def test_thread_huge_maxsize_is_as_good_as_unbounded(tq):
+    q = tq.Queue(2**70)
+    for i in range(100):
+        q.put_nowait(i)
+    assert not q.full()
+    q.maxsize = -(2**70)
+    q.put_nowait(100)
+    assert q.qsize() == 101 and not q.full()
+
+
 def test_thread_timeouts(tq):
     q = tq.Queue(1)
     t0 = time.monotonic()

@@ -422,6 +422,41 @@ def test_lock_bad_arguments(th):
     assert sem.acquire(timeout=-1) is False
 
 
+@pytest.mark.parametrize("cls", ["Lock", "RLock"])
+def test_lock_acquire_argument_conversion(th, cls):
+    # _thread converts the timeout first (NaN, out of range), then checks
+    # it against blocking; blocking is an int before 3.12, any truth after.
+    lock = getattr(th, cls)()
+    with pytest.raises(ValueError):
+        lock.acquire(True, float("nan"))
+    with pytest.raises(OverflowError):
+        lock.acquire(False, float("inf"))
+    with pytest.raises(OverflowError):
+        lock.acquire(False, 2**70)
+    with pytest.raises(TypeError):
+        lock.acquire(True, "x")
+    if sys.version_info < (3, 12):
+        with pytest.raises(TypeError):
+            lock.acquire(1.5)
+        with pytest.raises(OverflowError):
+            lock.acquire(2**70)
+    else:
+        assert lock.acquire(1.5) is True
+        lock.release()
+    assert lock.acquire(0) is True
+    lock.release()
+
+
+def test_condition_needs_a_lock_with_acquire_and_release(th):
+    class HalfLock:
+        def acquire(self, *a):
+            return True
+
+    for bad in (1, object(), HalfLock()):
+        with pytest.raises(AttributeError):
+            th.Condition(bad)
+
+
 def test_event_at_fork_reinit_keeps_flag(th):
     ev = th.Event()
     ev.set()

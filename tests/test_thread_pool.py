@@ -274,6 +274,14 @@ def test_constructor_errors(pool_cls):
         pool_cls(initializer=42)
 
 
+@pytest.mark.parametrize("bound", [float("inf"), 2**70])
+def test_unbounded_max_workers(pool_cls, bound):
+    # The stdlib only compares against max_workers: infinity or a huge int
+    # is no bound at all.
+    with pool_cls(max_workers=bound) as ex:
+        assert sorted(ex.map(abs, range(-20, 0))) == list(range(1, 21))
+
+
 def test_default_max_workers(pool_cls):
     count = getattr(os, "process_cpu_count", os.cpu_count)()
     with pool_cls() as ex:

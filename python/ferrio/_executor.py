@@ -28,6 +28,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
+import sys
 import threading
 import weakref
 from concurrent.futures import _base
@@ -112,8 +113,13 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         self._initializer = initializer
         self._initargs = initargs
         prefix = self._thread_name_prefix
+        # The stdlib compares against max_workers as given, so an infinite
+        # or huge bound means "no bound": the largest count here.
+        workers = max_workers
+        if workers == float("inf") or (isinstance(workers, int) and workers > sys.maxsize):
+            workers = sys.maxsize
         core = _ferrio.ThreadPool(
-            int(max_workers),
+            int(workers),
             initializer,
             tuple(initargs),
             lambda c, i: _start_worker(prefix, c, i),

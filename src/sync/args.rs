@@ -23,8 +23,32 @@ pub(crate) fn truthy(v: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
     v.map_or(Ok(true), |v| v.is_truthy())
 }
 
-/// `Lock.acquire(blocking=True, timeout=-1)` / `RLock.acquire` rules.
+/// `Lock.acquire`'s `blocking`: an int (C `int`) before 3.12, as
+/// `_thread`'s "i" format parses it (a float is a TypeError), any object's
+/// truth from 3.12 on.
+pub(crate) fn lock_blocking(py: Python<'_>, blocking: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    match blocking {
+        None => Ok(true),
+        Some(b) if py.version_info() < (3, 12) => Ok(b.extract::<std::os::raw::c_int>()? != 0),
+        Some(b) => b.is_truthy(),
+    }
+}
+
+/// Seconds `_PyTime_FromSecondsObject` can represent (int64 nanoseconds).
+const PYTIME_MAX_SECONDS: f64 = 9_223_372_036.854_775;
+
+/// `Lock.acquire(blocking=True, timeout=-1)` / `RLock.acquire` rules, in
+/// `_thread`'s order: the timeout is converted first (NaN: ValueError;
+/// out of range: OverflowError), then checked against `blocking`.
 pub(crate) fn lock_wait(py: Python<'_>, blocking: bool, timeout: f64) -> PyResult<Wait> {
+    if timeout.is_nan() {
+        return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
+    }
+    if timeout.abs() > PYTIME_MAX_SECONDS {
+        return Err(PyOverflowError::new_err(
+            "timestamp too large to convert to C _PyTime_t",
+        ));
+    }
     if !blocking {
         if timeout != -1.0 {
             return Err(PyValueError::new_err(

@@ -196,6 +196,10 @@ impl Condition {
                 } else if let Ok(x) = l.cast_exact::<RLock>() {
                     Inner::RLock(x.clone().unbind())
                 } else {
+                    // threading.Condition binds lock.acquire/lock.release
+                    // at construction: a lock without them fails here.
+                    l.getattr(pyo3::intern!(py, "acquire"))?;
+                    l.getattr(pyo3::intern!(py, "release"))?;
                     Inner::Other(l.clone().unbind())
                 }
             }

@@ -58,7 +58,7 @@ impl Lock {
         blocking: Option<&Bound<'_, PyAny>>,
         timeout: f64,
     ) -> PyResult<bool> {
-        let wait = args::lock_wait(slf.py(), args::truthy(blocking)?, timeout)?;
+        let wait = args::lock_wait(slf.py(), args::lock_blocking(slf.py(), blocking)?, timeout)?;
         Self::acquire_with(slf, wait)
     }
 

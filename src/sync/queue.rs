@@ -422,6 +422,19 @@ impl QueueBase {
     }
 }
 
+/// A `maxsize` argument: an integer (anything else is a TypeError, see
+/// `_queue.py`); one too large for the platform is as good as unbounded
+/// and kept as the largest size, a hugely negative one is unbounded.
+fn maxsize_arg(v: &Bound<'_, PyAny>) -> PyResult<isize> {
+    match v.extract::<isize>() {
+        Ok(n) => Ok(n),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(v.py()) => {
+            Ok(if v.gt(0)? { isize::MAX } else { 0 })
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[pymethods]
 impl QueueBase {
     #[new]
@@ -438,7 +451,8 @@ impl QueueBase {
 
     /// (Re)initializes: an empty queue of `order` (0 FIFO, 1 LIFO, 2
     /// priority) holding at most `maxsize` items (<= 0: unbounded).
-    fn _init(&self, py: Python<'_>, maxsize: isize, order: u8) {
+    fn _init(&self, py: Python<'_>, maxsize: &Bound<'_, PyAny>, order: u8) -> PyResult<()> {
+        let maxsize = maxsize_arg(maxsize)?;
         let order = match order {
             1 => Order::Lifo,
             2 => Order::Priority,
@@ -446,6 +460,7 @@ impl QueueBase {
         };
         let old = std::mem::replace(&mut *self.lock(py), State::new(py, order, maxsize));
         drop(old);
+        Ok(())
     }
 
     #[getter]
@@ -455,7 +470,8 @@ impl QueueBase {
 
     /// Changing `maxsize` lets waiting putters in if it grew.
     #[setter]
-    fn set_maxsize(slf: &Bound<'_, Self>, value: isize) {
+    fn set_maxsize(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = maxsize_arg(value)?;
         let py = slf.py();
         let mut wakes = Wakes::new();
         {
@@ -464,6 +480,7 @@ impl QueueBase {
             st.admit(py, &mut wakes);
         }
         Self::wake(slf, wakes);
+        Ok(())
     }
 
     #[getter]

@@ -196,7 +196,7 @@ impl RWLock {
         blocking: Option<&Bound<'_, PyAny>>,
         timeout: f64,
     ) -> PyResult<bool> {
-        let wait = args::lock_wait(slf.py(), args::truthy(blocking)?, timeout)?;
+        let wait = args::lock_wait(slf.py(), args::lock_blocking(slf.py(), blocking)?, timeout)?;
         Self::acquire(slf, READ, wait)
     }
 
@@ -207,7 +207,7 @@ impl RWLock {
         blocking: Option<&Bound<'_, PyAny>>,
         timeout: f64,
     ) -> PyResult<bool> {
-        let wait = args::lock_wait(slf.py(), args::truthy(blocking)?, timeout)?;
+        let wait = args::lock_wait(slf.py(), args::lock_blocking(slf.py(), blocking)?, timeout)?;
         Self::acquire(slf, WRITE, wait)
     }
 
