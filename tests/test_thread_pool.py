@@ -392,6 +392,12 @@ def test_unreferenced_pool_still_runs_what_was_submitted(pool_cls):
     submit = pool_cls().submit
     gc.collect()
     assert submit(abs, -3).result(timeout=10) == 3
+    # Jobs racing the exit of an orphaned pool's last worker are not lost.
+    for i in range(200):
+        f = submit(abs, -i)
+        if i % 7 == 0:
+            time.sleep(0.0005)
+        assert f.result(timeout=10) == i
 
 
 def test_ferrio_idle_workers_retire():

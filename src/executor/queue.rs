@@ -143,14 +143,20 @@ impl<J> Shared<J> {
     }
 
     /// Under the lock: `Some(Some(job))`, or `Some(None)` if the worker must
-    /// exit (shut down, nothing queued), or `None` to keep waiting.
-    fn take_or_exit(&self) -> Option<Option<J>> {
+    /// exit (shut down or orphaned, nothing queued), or `None` to keep
+    /// waiting. An exiting worker stops counting in `spinning` before the
+    /// lock is released: an orphaned pool still takes jobs, and a `push`
+    /// that counted it as about to look would leave its job to nobody.
+    fn take_or_exit(&self, counted: &mut bool) -> Option<Option<J>> {
         let mut st = self.st.lock();
         if let Some(j) = self.pop_locked(&mut st) {
             return Some(Some(j));
         }
         if st.shutdown || st.orphaned {
             st.workers = st.workers.saturating_sub(1);
+            if std::mem::replace(counted, false) {
+                self.spinning.fetch_sub(1, Ordering::Relaxed);
+            }
             return Some(None);
         }
         None
@@ -178,7 +184,7 @@ impl<J> Shared<J> {
             }
         };
         loop {
-            if let Some(r) = self.take_or_exit() {
+            if let Some(r) = self.take_or_exit(&mut counted) {
                 uncount(&mut counted);
                 return r;
             }
