@@ -9,6 +9,7 @@
 //! - `executor/`: the thread pool behind `ferrio.ThreadPoolExecutor`.
 //! - `sync/`: `ferrio.sync`'s locks, semaphores, events, conditions, barriers.
 //! - `clock`: the monotonic clock.
+//! - `gilcell`: GIL-serialised cells for the loop's hot state.
 //! - `boundary`: the panic/exception guard for raw CPython entry points.
 //! - `pyhelpers`: cached calls into `ferrio._helpers` for cold paths.
 
@@ -16,6 +17,7 @@ mod boundary;
 mod clock;
 mod event_loop;
 mod executor;
+mod gilcell;
 mod handles;
 mod pyhelpers;
 mod reactor;

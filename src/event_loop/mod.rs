@@ -45,6 +45,7 @@ use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock;
+use crate::gilcell::GilCell;
 use crate::handles::{self, HandleCore, HandleRef};
 use crate::pyhelpers;
 use crate::reactor::{Reactor, Side};
@@ -52,10 +53,10 @@ use crate::timers::TimerHeap;
 
 #[pyclass(module = "ferrio._ferrio", name = "Loop", subclass, frozen)]
 pub struct Loop {
-    ready: Mutex<VecDeque<HandleRef>>,
+    ready: GilCell<VecDeque<HandleRef>>,
     /// Approximate length of `ready` (see `LAZY_CONTEXT_FROM`).
     ready_hint: AtomicUsize,
-    timers: Mutex<TimerHeap>,
+    timers: GilCell<TimerHeap>,
     /// The heap's cancelled-timer counter, shared with every timer handle.
     timer_cancel_counter: Arc<AtomicUsize>,
     reactor: Reactor,
@@ -169,8 +170,8 @@ impl Loop {
         ))
     }
 
-    fn push_ready(&self, h: HandleRef) {
-        self.ready.lock().push_back(h);
+    fn push_ready(&self, py: Python<'_>, h: HandleRef) {
+        self.ready.borrow(py).push_back(h);
         // Relaxed load+store, not an atomic add: only a hint, exact under the
         // GIL, merely approximate if threads race.
         let n = self.ready_hint.load(Ordering::Relaxed);
@@ -209,7 +210,7 @@ impl Loop {
             py,
             self.make_handle(py, callback, args, context, debug, lazy)?,
         )?;
-        self.push_ready(h.clone_ref(py));
+        self.push_ready(py, h.clone_ref(py));
         if threadsafe {
             self.reactor.waker.wake_if_sleeping();
         }
@@ -261,7 +262,7 @@ impl Loop {
         let base = self.make_handle(py, callback, args, context, debug, true)?;
         let counter = self.timer_cancel_counter.clone();
         let th = handles::new_handle(py, base.with_timer(when, counter))?;
-        self.timers.lock().push(when, th.clone_ref(py));
+        self.timers.borrow(py).push(when, th.clone_ref(py));
         Ok(th)
     }
 }
@@ -345,10 +346,10 @@ impl Loop {
     fn new() -> PyResult<Self> {
         let timers = TimerHeap::new();
         Ok(Loop {
-            ready: Mutex::new(VecDeque::new()),
+            ready: GilCell::new(VecDeque::new()),
             ready_hint: AtomicUsize::new(0),
             timer_cancel_counter: timers.cancel_counter(),
-            timers: Mutex::new(timers),
+            timers: GilCell::new(timers),
             reactor: Reactor::new()?,
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -498,8 +499,8 @@ impl Loop {
     /// so this is what breaks cycles through them; see handles.rs).
     fn _close_native(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Relaxed);
-        let ready = std::mem::take(&mut *self.ready.lock());
-        let timers = self.timers.lock().clear();
+        let ready = std::mem::take(&mut *self.ready.borrow(py));
+        let timers = self.timers.borrow(py).clear();
         let fds = self.reactor.clear();
         let inbox = std::mem::take(&mut *self.inbox.lock());
         drop(inbox);
@@ -524,13 +525,13 @@ impl Loop {
     }
 
     /// Number of callbacks waiting in the ready queue.
-    fn _ready_len(&self) -> usize {
-        self.ready.lock().len()
+    fn _ready_len(&self, py: Python<'_>) -> usize {
+        self.ready.borrow(py).len()
     }
 
     /// Number of timers in the heap, cancelled ones included.
-    fn _timers_len(&self) -> usize {
-        self.timers.lock().len()
+    fn _timers_len(&self, py: Python<'_>) -> usize {
+        self.timers.borrow(py).len()
     }
 
     #[pyo3(signature = (fd, callback, *args))]
@@ -600,12 +601,14 @@ impl Loop {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // try_lock: the GC must never block; skipping a structure only
         // under-reports references, which keeps objects alive (safe).
-        if let Some(q) = self.ready.try_lock() {
+        // SAFETY (both try_borrow_unattached): the collector runs holding
+        // the GIL.
+        if let Some(q) = unsafe { self.ready.try_borrow_unattached() } {
             for h in q.iter() {
                 visit.call(h.as_py())?;
             }
         }
-        if let Some(t) = self.timers.try_lock() {
+        if let Some(t) = unsafe { self.timers.try_borrow_unattached() } {
             t.traverse(&visit)?;
         }
         self.reactor.traverse(&visit)?;

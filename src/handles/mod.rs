@@ -42,11 +42,12 @@ mod pytype;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::Borrowed;
+
+use crate::gilcell::GilCell;
 
 pub(crate) use pytype::register;
 
@@ -159,9 +160,10 @@ impl LazyObject {
         }
     }
 
-    /// Releases the object now, with the GIL known held.
-    fn dispose(self, py: Python<'_>) {
-        let p = self.0.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    /// Releases the object now, with the GIL known held. Owning `self`
+    /// means no other thread can see the pointer: a plain read, no RMW.
+    fn dispose(mut self, py: Python<'_>) {
+        let p = std::mem::replace(self.0.get_mut(), std::ptr::null_mut());
         if !p.is_null() {
             // SAFETY: the owned reference we held; GIL held.
             drop(unsafe { Bound::from_owned_ptr(py, p) });
@@ -174,7 +176,7 @@ impl Drop for LazyObject {
     /// a Python object); normal teardown goes through `dispose`, which
     /// leaves nothing to release here.
     fn drop(&mut self) {
-        let p = self.0.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        let p = std::mem::replace(self.0.get_mut(), std::ptr::null_mut());
         if !p.is_null() {
             Python::attach(|py| {
                 // SAFETY: the owned reference we held; attached to Python.
@@ -195,7 +197,7 @@ pub(crate) struct TimerPart {
 
 /// Everything a handle knows; lives inside the Python object.
 pub(crate) struct HandleCore {
-    callback: Mutex<Option<Callback>>,
+    callback: GilCell<Option<Callback>>,
     /// Unset: an empty context, made on first use (see module doc).
     context: LazyObject,
     cancelled: AtomicBool,
@@ -215,7 +217,7 @@ impl HandleCore {
         source_traceback: Option<Py<PyAny>>,
     ) -> Self {
         HandleCore {
-            callback: Mutex::new(Some(Callback { func, args })),
+            callback: GilCell::new(Some(Callback { func, args })),
             context: LazyObject::new(context),
             cancelled: AtomicBool::new(false),
             persistent,
@@ -237,7 +239,7 @@ impl HandleCore {
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         // Relaxed: the flag is only a hint to skip work; the callback itself is
-        // guarded by the mutex, and a racing cancel() from another thread is
+        // in a GilCell (GIL-serialised), and a racing cancel() from another thread is
         // already unordered with respect to the run in asyncio too.
         self.cancelled.load(Ordering::Relaxed)
     }
@@ -250,7 +252,7 @@ impl HandleCore {
         if self.cancelled.swap(true, Ordering::AcqRel) {
             return false;
         }
-        let taken = self.callback.lock().take();
+        let taken = self.callback.borrow(py).take();
         if let Some(cb) = taken {
             cb.dispose(py); // decref outside the lock: __del__ may run here
         }
@@ -266,7 +268,7 @@ impl HandleCore {
     /// Drops the callback without cancelling (loop close): nothing will run
     /// it any more, and holding it could keep a garbage cycle alive.
     pub(crate) fn release(&self, py: Python<'_>) {
-        let taken = self.callback.lock().take();
+        let taken = self.callback.borrow(py).take();
         if let Some(cb) = taken {
             cb.dispose(py);
         }
@@ -298,7 +300,7 @@ impl HandleCore {
     pub(crate) fn run(&self, py: Python<'_>, keep: bool) -> PyResult<()> {
         let keep = keep || self.persistent;
         let cb = {
-            let mut slot = self.callback.lock();
+            let mut slot = self.callback.borrow(py);
             if keep {
                 slot.as_ref().map(|c| c.clone_ref(py))
             } else {
@@ -313,7 +315,10 @@ impl HandleCore {
             Err(e) => Err(e),
         };
         if res.is_err() && !keep && !self.is_cancelled() {
-            *self.callback.lock() = Some(cb);
+            // Nothing can refill the slot meanwhile (only this path puts a
+            // callback back), but drop whatever was there outside the borrow.
+            let old = self.callback.borrow(py).replace(cb);
+            drop(old);
         } else {
             cb.dispose(py);
         }
@@ -333,7 +338,7 @@ impl HandleCore {
     }
 
     fn callback_ref(&self, py: Python<'_>) -> Option<Callback> {
-        self.callback.lock().as_ref().map(|c| c.clone_ref(py))
+        self.callback.borrow(py).as_ref().map(|c| c.clone_ref(py))
     }
 
     /// Deadline of a timer handle (None for a plain handle).
