@@ -150,9 +150,15 @@ impl TimerHeap {
         self.heap.peek().map(|e| e.key)
     }
 
-    /// Moves every timer due before `end_time` into `out` (as plain handles),
-    /// skipping cancelled ones.
-    pub fn pop_due(&mut self, end_time: f64, out: &mut Vec<HandleRef>) {
+    /// Moves every timer due before `end_time` into `out` (as plain handles);
+    /// cancelled ones go to `dropped`, for the caller to release outside the
+    /// heap (freeing a handle can run `__del__` code, which may schedule).
+    pub fn pop_due(
+        &mut self,
+        end_time: f64,
+        out: &mut Vec<HandleRef>,
+        dropped: &mut Vec<HandleRef>,
+    ) {
         while let Some(top) = self.heap.peek() {
             if top.key >= end_time {
                 break;
@@ -162,6 +168,7 @@ impl TimerHeap {
             core.unschedule();
             if core.is_cancelled() {
                 self.note_reclaimed();
+                dropped.push(e.handle);
                 continue;
             }
             out.push(e.handle);

@@ -207,3 +207,32 @@ def test_million_cancelled_timers_rss_not_above_asyncio():
     ferrio_kib = growth("ferrio")
     # Allow a little allocator noise on top of asyncio's figure.
     assert ferrio_kib <= max(asyncio_kib * 1.2, asyncio_kib + 8 * 1024), (ferrio_kib, asyncio_kib)
+
+
+def test_dropped_cancelled_timer_may_schedule_from_del(loop):
+    """A cancelled timer popped behind a due one is freed outside the heap.
+
+    Its context is the last owner of an object whose ``__del__`` schedules
+    another timer: the heap must not be in use when that runs (ferrio once
+    freed such handles inside its timer heap's lock: a deadlock, or with the
+    GIL cell a refused re-entry)."""
+    import contextvars
+
+    var = contextvars.ContextVar("v")
+    ran = []
+
+    class Finalised:
+        def __del__(self):
+            loop.call_later(0, ran.append, "from __del__")
+
+    ctx = contextvars.Context()
+    ctx.run(var.set, Finalised())
+    when = loop.time() + 0.01
+    loop.call_at(when, ran.append, "live")
+    # Due at the same moment but behind the live one (scheduled later), so
+    # the loop meets it while taking due timers, not while reclaiming.
+    loop.call_at(when, ran.append, "cancelled", context=ctx).cancel()
+    del ctx
+    loop.call_later(0.1, loop.stop)
+    loop.run_forever()
+    assert ran == ["live", "from __del__"]

@@ -147,13 +147,13 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
         if timers.is_empty() {
             None
         } else {
-            let r = if busy { Some(timers.reclaim()) } else { None };
+            let mut r = if busy { timers.reclaim() } else { Vec::new() };
             let now = now.unwrap_or_else(clock::now);
-            timers.pop_due(now + lp.clock_resolution, &mut scratch.fired);
-            r
+            timers.pop_due(now + lp.clock_resolution, &mut scratch.fired, &mut r);
+            Some(r)
         }
     };
-    drop(reclaimed); // decref outside the lock: __del__ may run
+    drop(reclaimed); // decref outside the heap: __del__ may run
 
     // 5. This generation: what was ready, then I/O, then timers (asyncio's
     // order). An idle loop picks up what arrived while it slept.
