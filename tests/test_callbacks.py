@@ -197,3 +197,52 @@ def test_many_callbacks_scheduled_from_callbacks(loop):
     loop.call_soon(cb)
     loop.run_forever()
     assert count == n
+
+
+# Enough pending callbacks that ferrio represents their (empty) contexts
+# lazily (LAZY_CONTEXT_FROM in src/event_loop/mod.rs), and timers, which are
+# always lazy: each such callback must still run in its own context.
+BURST = 300
+
+
+def test_burst_context_changes_isolated_between_callbacks(loop):
+    var = contextvars.ContextVar("var", default=0)
+    seen = []
+
+    def setter(i):
+        var.set(i)
+
+    def getter():
+        seen.append(var.get())
+
+    handles = []
+    for i in range(BURST):
+        handles.append(loop.call_soon(setter, i + 1))
+        handles.append(loop.call_soon(getter))
+    run_pass(loop)
+    assert seen == [0] * BURST
+    # A setter's handle keeps the context its callback changed.
+    assert [h._context[var] for h in handles[0:10:2]] == [1, 2, 3, 4, 5]
+    assert all(var not in h._context for h in handles[1:10:2])
+
+
+def test_timer_context_changes_isolated_between_callbacks(loop):
+    var = contextvars.ContextVar("var", default=0)
+    seen = []
+
+    def setter():
+        var.set(7)
+        var.set(8)
+
+    def resetter():
+        var.reset(var.set(9))  # leaves the context empty again
+
+    t1 = loop.call_later(0, setter)
+    loop.call_later(0, lambda: seen.append(var.get()))
+    t3 = loop.call_later(0, resetter)
+    loop.call_later(0, lambda: seen.append(var.get()))
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert seen == [0, 0]
+    assert t1._context[var] == 8
+    assert var not in t3._context

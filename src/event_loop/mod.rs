@@ -46,7 +46,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock;
 use crate::gilcell::GilCell;
-use crate::handles::{self, HandleCore, HandleRef};
+use crate::handles::{self, HandleCore, HandleRef, SpareContext};
 use crate::pyhelpers;
 use crate::reactor::{Reactor, Side};
 use crate::timers::TimerHeap;
@@ -73,6 +73,9 @@ pub struct Loop {
     clock_resolution: f64,
     /// `loop._task_factory` (set by asyncio's `set_task_factory`).
     task_factory: Mutex<Option<Py<PyAny>>>,
+    /// The empty context lent to handles with none of their own while they
+    /// run (handles/mod.rs).
+    spare_context: SpareContext,
     /// Finished executor jobs waiting for the drain callback (inbox.rs).
     inbox: Mutex<Vec<(Py<PyAny>, inbox::Outcome)>>,
 }
@@ -361,6 +364,7 @@ impl Loop {
             clock_resolution: clock::resolution(),
             task_factory: Mutex::new(None),
             inbox: Mutex::new(Vec::new()),
+            spare_context: SpareContext::new(),
         })
     }
 
@@ -504,6 +508,7 @@ impl Loop {
         let fds = self.reactor.clear();
         let inbox = std::mem::take(&mut *self.inbox.lock());
         drop(inbox);
+        self.spare_context.clear(py);
         for h in ready.iter().chain(fds.iter()) {
             h.core().release(py);
         }

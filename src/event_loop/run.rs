@@ -201,7 +201,7 @@ fn run_batch(slf: &Bound<'_, Loop>, batch: &mut VecDeque<HandleRef>) -> PyResult
         let res = if debug {
             run_debug(slf, &h)
         } else {
-            handle.run(py, false)
+            handle.run(py, false, &slf.get().spare_context)
         };
         if let Err(err) = res {
             if is_fatal(py, &err) {
@@ -221,7 +221,7 @@ fn run_debug(slf: &Bound<'_, Loop>, h: &HandleRef) -> PyResult<()> {
     lp.set_current_handle(Some(h.clone_ref(py).into_py()));
     let t0 = clock::now();
     // Keep the callback after running so the slow-callback message names it.
-    let res = h.core().run(py, true);
+    let res = h.core().run(py, true, &lp.spare_context);
     let dt = clock::now() - t0;
     lp.set_current_handle(None);
     if dt >= lp.slow_callback_duration() {

@@ -186,6 +186,41 @@ impl Drop for LazyObject {
     }
 }
 
+/// A loop's spare empty context, lent to each handle whose context is unset
+/// while it runs (one `PyContext_New` and one free saved per callback of a
+/// burst or a timer). Which empty context a callback runs in cannot be
+/// observed: a callback only reaches copies of its context, and one that
+/// sets a variable keeps the context (it is not given back). A nested run
+/// (the cell is empty meanwhile) makes a new one.
+pub(crate) struct SpareContext(GilCell<Option<Py<PyAny>>>);
+
+impl SpareContext {
+    pub(crate) const fn new() -> Self {
+        SpareContext(GilCell::new(None))
+    }
+
+    #[inline]
+    fn lend<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let spare = self.0.borrow(py).take();
+        match spare {
+            Some(c) => Ok(c.into_bound(py)),
+            None => crate::pyhelpers::new_context(py).map(|c| c.into_bound(py)),
+        }
+    }
+
+    #[inline]
+    fn give_back(&self, py: Python<'_>, ctx: Bound<'_, PyAny>) {
+        let old = self.0.borrow(py).replace(ctx.unbind());
+        drop(old); // normally None; freed outside the borrow
+    }
+
+    /// Frees the spare (loop close).
+    pub(crate) fn clear(&self, py: Python<'_>) {
+        let old = self.0.borrow(py).take();
+        drop(old);
+    }
+}
+
 /// The timer part of a `TimerHandle`.
 pub(crate) struct TimerPart {
     when: f64,
@@ -295,9 +330,10 @@ impl HandleCore {
     /// Runs the callback in its context. On error the callback is kept (for
     /// the exception handler's message and `repr`) and the error returned.
     /// `keep` retains the callback after a successful run (debug mode, so
-    /// the slow-callback warning can name it).
+    /// the slow-callback warning can name it). A handle whose context is
+    /// still unset (an empty one, see the module doc) runs in `spare`'s.
     #[inline]
-    pub(crate) fn run(&self, py: Python<'_>, keep: bool) -> PyResult<()> {
+    pub(crate) fn run(&self, py: Python<'_>, keep: bool, spare: &SpareContext) -> PyResult<()> {
         let keep = keep || self.persistent;
         let cb = {
             let mut slot = self.callback.borrow(py);
@@ -310,9 +346,9 @@ impl HandleCore {
         let Some(cb) = cb else {
             return Ok(()); // cancelled after it was queued
         };
-        let res = match self.context(py) {
-            Ok(ctx) => call_in_context(py, &ctx, &cb.func, &cb.args),
-            Err(e) => Err(e),
+        let res = match self.context.get(py) {
+            Some(ctx) => call_in_context(py, &ctx, &cb.func, &cb.args),
+            None => self.run_in_spare(py, &cb, spare),
         };
         if res.is_err() && !keep && !self.is_cancelled() {
             // Nothing can refill the slot meanwhile (only this path puts a
@@ -321,6 +357,23 @@ impl HandleCore {
             drop(old);
         } else {
             cb.dispose(py);
+        }
+        res
+    }
+
+    /// Runs a handle with an empty (unset) context in the loop's spare empty
+    /// context. If the callback left a variable set, that context becomes
+    /// the handle's own (as if it had been made for it: `get_context()`
+    /// shows it); otherwise it goes back for the next handle.
+    #[inline]
+    fn run_in_spare(&self, py: Python<'_>, cb: &Callback, spare: &SpareContext) -> PyResult<()> {
+        let ctx = spare.lend(py)?;
+        let res = call_in_context(py, &ctx, &cb.func, &cb.args);
+        // SAFETY: GIL held; `ctx` is a live Context, whose length cannot fail.
+        if unsafe { ffi::PyObject_Length(ctx.as_ptr()) } == 0 {
+            spare.give_back(py, ctx);
+        } else {
+            self.context.get_or_set(py, ctx.unbind());
         }
         res
     }
