@@ -578,3 +578,25 @@ def test_run_in_executor_converts_concurrent_cancelled_error(loop, pool_cls):
                 return type(e)
 
     assert loop.run_until_complete(main()) is asyncio.CancelledError
+
+
+def test_map_iterator_refuses_overlapping_next_and_close(pool_cls):
+    """A second thread's next() (or close()) while the first waits in next()
+    raises ValueError, as a generator does (ferrio's once deadlocked)."""
+    release = threading.Event()
+    with pool_cls(max_workers=2) as ex:
+        it = ex.map(release.wait, [10, 10])
+        got = []
+        first = threading.Thread(target=lambda: got.append(next(it)))
+        first.start()
+        time.sleep(0.2)  # the first thread is now waiting inside next()
+        try:
+            with pytest.raises(ValueError, match="already executing"):
+                next(it)
+            with pytest.raises(ValueError, match="already executing"):
+                it.close()
+        finally:
+            release.set()
+            first.join(10)
+        assert got == [True]
+        assert next(it) is True

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::PyStopIteration;
+use pyo3::exceptions::{PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::{PyTraverseError, PyVisit};
@@ -98,6 +98,12 @@ impl Batch {
             waiter::wake_thread(&w);
         }
     }
+}
+
+/// What a generator says when `next()` or `close()` overlaps a running
+/// `next()` (another thread is waiting for a result in it).
+fn already_executing() -> PyErr {
+    PyValueError::new_err("generator already executing")
 }
 
 static TIMEOUT_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -179,7 +185,13 @@ impl MapIter {
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         // Relaxed: see finish.
         self.started.store(true, Ordering::Relaxed);
-        let mut next = self.next.lock();
+        // try_lock: `next` is held while the first caller waits (GIL
+        // released), so a second thread (or `close()`) blocking on it with
+        // the GIL held would deadlock; the stdlib's generator refuses the
+        // same overlap with this error.
+        let Some(mut next) = self.next.try_lock() else {
+            return Err(already_executing());
+        };
         let i = *next;
         let n = self.batch.st.lock().slots.len();
         if i >= n {
@@ -234,9 +246,10 @@ impl MapIter {
 
     /// As a generator's `close()`: if iteration had started, the jobs not
     /// started are cancelled.
-    fn close(&self) {
-        *self.next.lock() = usize::MAX;
+    fn close(&self) -> PyResult<()> {
+        *self.next.try_lock().ok_or_else(already_executing)? = usize::MAX;
         self.finish();
+        Ok(())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
