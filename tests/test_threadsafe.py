@@ -98,3 +98,65 @@ def test_threadsafe_returns_handle_and_cancel(loop):
     loop.call_soon(loop.stop)
     loop.run_forever()
     assert out == []
+
+
+def test_other_threads_cancel_and_inspect_handles_while_loop_runs(loop):
+    """Threads cancel, repr and inspect handles (plain and timers) while the
+    loop runs and reschedules: every callback either runs once or was
+    cancelled first, nothing is lost, nothing raises."""
+    import contextvars
+
+    n = 4000
+    ran = []
+    handles = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors = []
+
+    def cb(i):
+        ran.append(i)
+
+    def schedule():
+        # On the loop thread: a mix of plain handles and timers.
+        for i in range(n):
+            if i % 2:
+                h = loop.call_soon(cb, i)
+            else:
+                h = loop.call_later(0.001 * (i % 5), cb, i)
+            with lock:
+                handles.append(h)
+
+    def meddle(k):
+        try:
+            j = k
+            while not stop.is_set():
+                with lock:
+                    h = handles[j % len(handles)] if handles else None
+                if h is not None:
+                    repr(h)
+                    h.cancelled()
+                    if hasattr(h, "get_context"):
+                        assert isinstance(h.get_context(), contextvars.Context)
+                    if j % 3 == 0:
+                        h.cancel()
+                j += 7
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=meddle, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        loop.call_soon(schedule)
+        loop.call_later(0.3, loop.stop)
+        guard = loop.call_later(30, loop.stop)
+        loop.run_forever()
+        guard.cancel()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not errors, errors
+    assert len(ran) == len(set(ran))
+    cancelled = {i for i, h in enumerate(handles) if h.cancelled()}
+    assert set(ran) | cancelled == set(range(n))
