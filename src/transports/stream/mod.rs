@@ -24,9 +24,10 @@
 //! connection was made); the writer exactly while the write queue is
 //! non-empty.
 //!
-//! Locking: all mutable state sits behind one mutex that is never held
-//! while Python code runs (a protocol callback may re-enter the transport),
-//! and Python objects are dropped only after it is released.
+//! Locking: all mutable state sits in one GIL cell (src/gilcell.rs: no
+//! atomic per access; a mutex on free-threaded builds) that is never
+//! borrowed while Python code runs (a protocol callback may re-enter the
+//! transport), and Python objects are dropped only after the borrow ends.
 //!
 //! Files: this one has the state, writes, flow control, close/abort and
 //! the Python-facing methods; `read.rs` the read path (one readable event:
@@ -36,7 +37,7 @@ mod read;
 
 use std::os::fd::RawFd;
 
-use parking_lot::Mutex;
+use crate::gilcell::GilCell;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -133,7 +134,7 @@ struct State {
 pub struct StreamTransport {
     fd: RawFd,
     lp: Py<Loop>,
-    st: Mutex<State>,
+    st: GilCell<State>,
 }
 
 impl StreamTransport {
@@ -147,7 +148,7 @@ impl StreamTransport {
     fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         let (transport, protocol) = {
-            let st = slf.get().st.lock();
+            let st = slf.get().st.borrow(py);
             (cloned(py, &st.transport), cloned(py, &st.proto.obj))
         };
         let exc = report_fatal(slf.get().lp.bind(py), err, transport, protocol, message)?;
@@ -156,9 +157,10 @@ impl StreamTransport {
 
     /// asyncio's `_force_close(exc)`.
     fn force_close(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
         let me = slf.get();
         let (dropped, had_buffer, stop_reading) = {
-            let mut st = me.st.lock();
+            let mut st = me.st.borrow(py);
             let Some(stop) = st.life.force_close() else {
                 return Ok(());
             };
@@ -174,7 +176,7 @@ impl StreamTransport {
     fn flow(slf: &Bound<'_, Self>, pause: bool) -> PyResult<()> {
         let py = slf.py();
         let (proto, transport) = {
-            let mut st = slf.get().st.lock();
+            let mut st = slf.get().st.borrow(py);
             let size = st.wbuf.len();
             if !st.life.flow(size, pause) {
                 return Ok(());
@@ -191,7 +193,7 @@ impl StreamTransport {
 
     fn debug_log(slf: &Bound<'_, Self>, message: &str) -> PyResult<()> {
         let py = slf.py();
-        let transport = cloned(py, &slf.get().st.lock().transport);
+        let transport = cloned(py, &slf.get().st.borrow(py).transport);
         common::debug_log(slf.get().lp.bind(py), transport, message)
     }
 
@@ -212,7 +214,7 @@ impl StreamTransport {
     ) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let mut st = me.st.lock();
+        let mut st = me.st.borrow(py);
         if obj.is_some() {
             // `bytes` writes are checked here, under the one lock; other
             // buffers were checked before their view was taken.
@@ -242,7 +244,7 @@ impl StreamTransport {
             // Not all was written: watch for writability.
             let cb = slf.getattr("_write_ready")?;
             me.lp().watch(me.fd, Side::Write, &cb)?;
-            st = me.st.lock();
+            st = me.st.borrow(py);
         }
         match obj {
             Some(b) => st.wbuf.push_bytes(py, b.clone().unbind(), sent),
@@ -252,8 +254,8 @@ impl StreamTransport {
         Self::flow(slf, true)
     }
 
-    fn check_writable(&self, method: &str) -> PyResult<()> {
-        Self::check_writable_locked(&self.st.lock(), method)
+    fn check_writable(&self, py: Python<'_>, method: &str) -> PyResult<()> {
+        Self::check_writable_locked(&self.st.borrow(py), method)
     }
 
     /// asyncio's `write()` preconditions (after `write_eof()`, during
@@ -291,7 +293,7 @@ impl StreamTransport {
         Ok(StreamTransport {
             fd,
             lp,
-            st: Mutex::new(State {
+            st: GilCell::new(State {
                 proto: Proto::new(protocol)?,
                 protocol_connected: true,
                 sock: Some(sock.clone().unbind()),
@@ -314,8 +316,9 @@ impl StreamTransport {
 
     /// Registers the reader if reading is on (asyncio's `_add_reader`).
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         let me = slf.get();
-        if !me.st.lock().life.is_reading() {
+        if !me.st.borrow(py).life.is_reading() {
             return Ok(());
         }
         let cb = slf.getattr("_read_ready")?;
@@ -330,7 +333,7 @@ impl StreamTransport {
             Plain(Option<Py<PyAny>>, usize, Option<Feed>),
         }
         let how = {
-            let st = slf.get().st.lock();
+            let st = slf.get().st.borrow(py);
             if st.life.conn_lost > 0 {
                 return Ok(());
             }
@@ -358,7 +361,7 @@ impl StreamTransport {
         let py = slf.py();
         let me = slf.get();
         let res = {
-            let mut st = me.st.lock();
+            let mut st = me.st.borrow(py);
             if st.life.conn_lost > 0 {
                 return Ok(());
             }
@@ -367,12 +370,12 @@ impl StreamTransport {
         match res {
             Err(e) => {
                 me.lp().unwatch(py, me.fd, Side::Write);
-                let dropped = me.st.lock().wbuf.take_all();
+                let dropped = me.st.borrow(py).wbuf.take_all();
                 drop(dropped);
                 let err: PyErr = e.into();
                 let exc = err.clone_ref(py);
                 Self::fatal_error(slf, err, "Fatal write error on socket transport")?;
-                let waiter = cloned(py, &me.st.lock().empty_waiter);
+                let waiter = cloned(py, &me.st.borrow(py).empty_waiter);
                 if let Some(w) = waiter {
                     w.bind(py)
                         .call_method1("set_exception", (exc.into_value(py),))?;
@@ -383,7 +386,7 @@ impl StreamTransport {
                 drop(done);
                 Self::flow(slf, false)?; // may queue more
                 let (empty, waiter, closing, eof) = {
-                    let st = me.st.lock();
+                    let st = me.st.borrow(py);
                     (
                         st.wbuf.is_empty(),
                         cloned(py, &st.empty_waiter),
@@ -412,7 +415,7 @@ impl StreamTransport {
         if let Ok(b) = data.cast::<PyBytes>() {
             let bytes = b.as_bytes();
             if bytes.is_empty() {
-                return slf.get().check_writable("write");
+                return slf.get().check_writable(slf.py(), "write");
             }
             // write_slice checks the preconditions under its lock.
             return Self::write_slice(slf, bytes, Some(b));
@@ -423,7 +426,7 @@ impl StreamTransport {
                 data.get_type().name()?.to_string()
             )));
         }
-        slf.get().check_writable("write")?;
+        slf.get().check_writable(slf.py(), "write")?;
         let view = match RawBuf::get(data, false) {
             Ok(v) => v,
             // A non-contiguous memoryview (`mv[::2]`): asyncio hands it to
@@ -444,14 +447,14 @@ impl StreamTransport {
     /// `writelines(list_of_data)`: the pieces joined, then one `write`.
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        slf.get().check_writable("writelines")?;
+        slf.get().check_writable(slf.py(), "writelines")?;
         let joined = PyBytes::new(py, b"").call_method1("join", (list_of_data,))?;
         Self::write(slf, &joined)
     }
 
-    fn write_eof(&self) -> PyResult<()> {
+    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
         let shut = {
-            let mut st = self.st.lock();
+            let mut st = self.st.borrow(py);
             if st.life.closing || st.eof {
                 return Ok(());
             }
@@ -468,17 +471,18 @@ impl StreamTransport {
         true
     }
 
-    fn is_closing(&self) -> bool {
-        self.st.lock().life.closing
+    fn is_closing(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).life.closing
     }
 
-    fn is_reading(&self) -> bool {
-        self.st.lock().life.is_reading()
+    fn is_reading(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).life.is_reading()
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         let me = slf.get();
-        if !me.st.lock().life.pause_reading() {
+        if !me.st.borrow(py).life.pause_reading() {
             return Ok(());
         }
         me.lp().unwatch(slf.py(), me.fd, Side::Read);
@@ -486,7 +490,8 @@ impl StreamTransport {
     }
 
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if !slf.get().st.lock().life.resume_reading() {
+        let py = slf.py();
+        if !slf.get().st.borrow(py).life.resume_reading() {
             return Ok(());
         }
         Self::_start_reading(slf)?;
@@ -494,9 +499,10 @@ impl StreamTransport {
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         let me = slf.get();
         let lost = {
-            let mut st = me.st.lock();
+            let mut st = me.st.borrow(py);
             let empty = st.wbuf.is_empty();
             match st.life.close(empty) {
                 Some(lost) => lost,
@@ -526,7 +532,7 @@ impl StreamTransport {
         let py = slf.py();
         let me = slf.get();
         let (proto, connected) = {
-            let st = me.st.lock();
+            let st = me.st.borrow(py);
             (cloned(py, &st.proto.obj), st.protocol_connected)
         };
         let res = match (connected, proto) {
@@ -538,7 +544,7 @@ impl StreamTransport {
         };
         // finally:
         let (sock, proto, server, transport, waiter) = {
-            let mut st = me.st.lock();
+            let mut st = me.st.borrow(py);
             (
                 st.sock.take(),
                 std::mem::take(&mut st.proto),
@@ -577,9 +583,10 @@ impl StreamTransport {
     }
 
     fn set_protocol(&self, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = protocol.py();
         let new = Proto::new(protocol)?;
         let old = {
-            let mut st = self.st.lock();
+            let mut st = self.st.borrow(py);
             st.protocol_connected = true;
             std::mem::replace(&mut st.proto, new)
         };
@@ -588,23 +595,24 @@ impl StreamTransport {
     }
 
     fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        cloned(py, &self.st.lock().proto.obj)
+        cloned(py, &self.st.borrow(py).proto.obj)
     }
 
-    fn get_write_buffer_size(&self) -> usize {
-        self.st.lock().wbuf.len()
+    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
+        self.st.borrow(py).wbuf.len()
     }
 
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        let st = self.st.lock();
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
+        let st = self.st.borrow(py);
         (st.life.low_water, st.life.high_water)
     }
 
     /// Stores validated limits (the wrapper applies asyncio's defaults and
     /// checks), then pauses the protocol if the queue is already too big.
     fn _set_write_buffer_limits(slf: &Bound<'_, Self>, high: usize, low: usize) -> PyResult<()> {
+        let py = slf.py();
         {
-            let mut st = slf.get().st.lock();
+            let mut st = slf.get().st.borrow(py);
             st.life.high_water = high;
             st.life.low_water = low;
         }
@@ -612,70 +620,72 @@ impl StreamTransport {
     }
 
     fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if self.st.lock().empty_waiter.is_some() {
+        if self.st.borrow(py).empty_waiter.is_some() {
             return Err(PyRuntimeError::new_err("Empty waiter is already set"));
         }
         let fut = self.lp.bind(py).call_method0("create_future")?;
-        let empty = {
-            let mut st = self.st.lock();
-            st.empty_waiter = Some(fut.clone().unbind());
-            st.wbuf.is_empty()
+        let (empty, old) = {
+            let mut st = self.st.borrow(py);
+            let old = st.empty_waiter.replace(fut.clone().unbind());
+            (st.wbuf.is_empty(), old)
         };
+        drop(old); // normally None; a future's finaliser may run Python code
         if empty {
             fut.call_method1("set_result", (py.None(),))?;
         }
         Ok(fut.unbind())
     }
 
-    fn _reset_empty_waiter(&self) {
-        let old = self.st.lock().empty_waiter.take();
+    fn _reset_empty_waiter(&self, py: Python<'_>) {
+        let old = self.st.borrow(py).empty_waiter.take();
         drop(old);
     }
 
     #[getter]
     fn _sock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        cloned(py, &self.st.lock().sock)
+        cloned(py, &self.st.borrow(py).sock)
     }
 
     #[getter]
     fn _server(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        cloned(py, &self.st.lock().server)
+        cloned(py, &self.st.borrow(py).server)
     }
 
     #[getter]
     fn _empty_waiter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        cloned(py, &self.st.lock().empty_waiter)
+        cloned(py, &self.st.borrow(py).empty_waiter)
     }
 
     #[getter]
-    fn _closing(&self) -> bool {
-        self.st.lock().life.closing
+    fn _closing(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).life.closing
     }
 
     #[getter]
-    fn _conn_lost(&self) -> u32 {
-        self.st.lock().life.conn_lost
+    fn _conn_lost(&self, py: Python<'_>) -> u32 {
+        self.st.borrow(py).life.conn_lost
     }
 
     #[getter]
-    fn _paused(&self) -> bool {
-        self.st.lock().life.paused
+    fn _paused(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).life.paused
     }
 
     #[getter]
-    fn _eof(&self) -> bool {
-        self.st.lock().eof
+    fn _eof(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).eof
     }
 
     #[getter]
-    fn _protocol_paused(&self) -> bool {
-        self.st.lock().life.protocol_paused
+    fn _protocol_paused(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).life.protocol_paused
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.lp)?;
-        // try_lock: the GC must never block (under-reporting is safe).
-        if let Some(st) = self.st.try_lock() {
+        // The GC must never block (under-reporting is safe). SAFETY: the
+        // collector runs holding the GIL.
+        if let Some(st) = unsafe { self.st.try_borrow_unattached() } {
             st.proto.traverse(&visit)?;
             for o in [&st.sock, &st.server, &st.transport, &st.empty_waiter]
                 .into_iter()
@@ -689,7 +699,8 @@ impl StreamTransport {
     }
 
     fn __clear__(&self) {
-        let taken = self.st.try_lock().map(|mut st| {
+        // SAFETY: tp_clear runs holding the GIL.
+        let taken = unsafe { self.st.try_borrow_unattached() }.map(|mut st| {
             (
                 std::mem::take(&mut st.proto),
                 st.sock.take(),

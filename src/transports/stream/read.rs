@@ -53,7 +53,7 @@ impl StreamTransport {
                 Ok(Fed::Read(Read::WouldBlock)) => return Ok(()),
                 Ok(Fed::Read(Read::Eof)) => return Self::on_eof(slf),
                 Ok(Fed::Read(Read::Data(n))) => {
-                    me.set_hint(hint, n);
+                    me.set_hint(py, hint, n);
                     return match target.wake() {
                         Ok(()) => Ok(()),
                         Err(e) => Self::fatal_error(
@@ -87,11 +87,11 @@ impl StreamTransport {
                 }
             }
         };
-        me.set_hint(hint, data.len().unwrap_or(0));
+        me.set_hint(py, hint, data.len().unwrap_or(0));
         let res = match cb {
             Some(cb) => cb.bind(py).call1((data,)),
             None => {
-                let proto = cloned(py, &me.st.lock().proto.obj);
+                let proto = cloned(py, &me.st.borrow(py).proto.obj);
                 none_or(py, proto).call_method1("data_received", (data,))
             }
         };
@@ -102,10 +102,10 @@ impl StreamTransport {
     }
 
     /// Switches between scratch and in-place reads by the last size.
-    pub(super) fn set_hint(&self, hint: usize, n: usize) {
+    pub(super) fn set_hint(&self, py: Python<'_>, hint: usize, n: usize) {
         let next = if n >= BIG_READ { n } else { 0 };
         if next != hint {
-            self.st.lock().read_hint = next;
+            self.st.borrow(py).read_hint = next;
         }
     }
 
@@ -116,7 +116,7 @@ impl StreamTransport {
     ) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let proto = || none_or(py, cloned(py, &me.st.lock().proto.obj));
+        let proto = || none_or(py, cloned(py, &me.st.borrow(py).proto.obj));
         let got = match &get_buffer {
             Some(f) => f.bind(py).call1((-1,)),
             None => proto().call_method1("get_buffer", (-1,)),
@@ -162,7 +162,7 @@ impl StreamTransport {
     pub(super) fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         Self::debug_log(slf, "%r received EOF")?;
-        let proto = none_or(py, cloned(py, &slf.get().st.lock().proto.obj));
+        let proto = none_or(py, cloned(py, &slf.get().st.borrow(py).proto.obj));
         let keep_open = match proto
             .call_method0("eof_received")
             .and_then(|r| r.is_truthy())
