@@ -125,6 +125,9 @@ def test_other_threads_cancel_and_inspect_handles_while_loop_runs(loop):
                 h = loop.call_later(0.001 * (i % 5), cb, i)
             with lock:
                 handles.append(h)
+        # After the last timer (4 ms) is due: however long scheduling took
+        # with the other threads contending for the GIL.
+        loop.call_later(0.05, loop.stop)
 
     def meddle(k):
         try:
@@ -148,7 +151,6 @@ def test_other_threads_cancel_and_inspect_handles_while_loop_runs(loop):
         t.start()
     try:
         loop.call_soon(schedule)
-        loop.call_later(0.3, loop.stop)
         guard = loop.call_later(30, loop.stop)
         loop.run_forever()
         guard.cancel()
