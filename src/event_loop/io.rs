@@ -109,7 +109,7 @@ pub(super) fn add(
 ) -> PyResult<HandleRef> {
     let py = callback.py();
     let handle = new_watcher(lp, callback, args)?;
-    retire(py, lp.reactor.set(fd, side, handle.clone_ref(py))?);
+    retire(py, lp.reactor.set(py, fd, side, handle.clone_ref(py))?);
     Ok(handle)
 }
 

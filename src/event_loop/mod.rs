@@ -293,20 +293,28 @@ impl Loop {
         let handle = io::new_watcher(self, callback, &pyhelpers::empty_tuple(py))?;
         io::retire(
             py,
-            self.reactor.rearm(fd, side, handle.clone_ref(py), owner)?,
+            self.reactor
+                .rearm(py, fd, side, handle.clone_ref(py), owner)?,
         );
         Ok(handle)
     }
 
     /// Parks a finished operation's registration (see `Reactor::park`);
     /// if it is no longer the watcher, nothing happens.
-    pub(crate) fn park(&self, fd: RawFd, side: Side, handle: &HandleRef, owner: usize) -> bool {
-        self.reactor.park(fd, side, handle, owner)
+    pub(crate) fn park(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        side: Side,
+        handle: &HandleRef,
+        owner: usize,
+    ) -> bool {
+        self.reactor.park(py, fd, side, handle, owner)
     }
 
     /// Stops watching `fd` for `side` if `handle` is still the watcher.
     pub(crate) fn unwatch_if(&self, py: Python<'_>, fd: RawFd, side: Side, handle: &HandleRef) {
-        if let Some(h) = self.reactor.remove_if(fd, side, handle) {
+        if let Some(h) = self.reactor.remove_if(py, fd, side, handle) {
             h.core().cancel(py);
             h.release_ref(py);
         }
@@ -505,7 +513,7 @@ impl Loop {
         self.closed.store(true, Ordering::Relaxed);
         let ready = std::mem::take(&mut *self.ready.borrow(py));
         let timers = self.timers.borrow(py).clear();
-        let fds = self.reactor.clear();
+        let fds = self.reactor.clear(py);
         let inbox = std::mem::take(&mut *self.inbox.lock());
         drop(inbox);
         self.spare_context.clear(py);
@@ -525,8 +533,8 @@ impl Loop {
 
     /// `selectors.EVENT_READ|EVENT_WRITE` mask of a watched fd, else None
     /// (backs the `_selector.get_key` that asyncio's transport reprs use).
-    fn _fd_events(&self, fd: i32) -> Option<u32> {
-        self.reactor.events_of(fd)
+    fn _fd_events(&self, py: Python<'_>, fd: i32) -> Option<u32> {
+        self.reactor.events_of(py, fd)
     }
 
     /// Number of callbacks waiting in the ready queue.

@@ -10,6 +10,12 @@
 //! `selectors.EpollSelector` maps it: any bit but EPOLLOUT (HUP, ERR, ...)
 //! counts as readable and any bit but EPOLLIN as writable, so a hung-up fd
 //! wakes both its reader and its writer.
+//!
+//! The fd table is a GIL cell (src/gilcell.rs): every caller holds the GIL,
+//! so a lookup per event costs no locked instruction. Handles leave the
+//! table by value and are freed after the borrow ends (freeing one may run
+//! Python code). The event buffer stays a mutex: it is held across the
+//! blocking `epoll_wait`, with the GIL released.
 
 pub mod epoll;
 pub mod waker;
@@ -22,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
+use crate::gilcell::GilCell;
 use crate::handles::HandleRef;
 use epoll::{Epoll, Event, READABLE, WRITABLE};
 use waker::Waker;
@@ -79,7 +86,7 @@ pub enum Side {
 pub struct Reactor {
     epoll: Epoll,
     pub waker: Waker,
-    fds: Mutex<HashMap<RawFd, FdEntry>>,
+    fds: GilCell<HashMap<RawFd, FdEntry>>,
     /// Event buffer; only the loop thread polls, the mutex is uncontended.
     events: Mutex<Vec<Event>>,
     /// A reader or writer was added or removed since the last poll (the
@@ -96,7 +103,7 @@ impl Reactor {
         Ok(Reactor {
             epoll,
             waker,
-            fds: Mutex::new(HashMap::new()),
+            fds: GilCell::new(HashMap::new()),
             events: Mutex::new(epoll::event_buffer(64)),
             changed: AtomicBool::new(false),
         })
@@ -104,9 +111,15 @@ impl Reactor {
 
     /// Installs `handle` as the reader or writer of `fd`, returning the
     /// handle it replaces (the caller cancels it).
-    pub fn set(&self, fd: RawFd, side: Side, handle: HandleRef) -> io::Result<Option<HandleRef>> {
+    pub fn set(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        side: Side,
+        handle: HandleRef,
+    ) -> io::Result<Option<HandleRef>> {
         self.changed.store(true, Ordering::Relaxed);
-        let mut fds = self.fds.lock();
+        let mut fds = self.fds.borrow(py);
         let existed = fds.contains_key(&fd);
         let entry = fds.entry(fd).or_default();
         entry.parked &= !side_bit(side);
@@ -125,10 +138,11 @@ impl Reactor {
                 Side::Write => &mut entry.writer,
             };
             let failed = std::mem::replace(slot, old);
-            drop(failed);
             if !existed {
                 fds.remove(&fd);
             }
+            drop(fds);
+            drop(failed); // outside the table: freeing it may run Python code
             return Err(e);
         }
         Ok(old)
@@ -144,13 +158,14 @@ impl Reactor {
     /// the fd was not closed and reused in between.
     pub fn rearm(
         &self,
+        py: Python<'_>,
         fd: RawFd,
         side: Side,
         handle: HandleRef,
         owner: usize,
     ) -> io::Result<Option<HandleRef>> {
         {
-            let mut fds = self.fds.lock();
+            let mut fds = self.fds.borrow(py);
             if let Some(entry) = fds.get_mut(&fd) {
                 let bit = side_bit(side);
                 if entry.parked & bit != 0 && entry.owner == owner {
@@ -159,14 +174,21 @@ impl Reactor {
                 }
             }
         }
-        self.set(fd, side, handle)
+        self.set(py, fd, side, handle)
     }
 
     /// Parks `handle` (a finished operation of socket `owner`): it stays
     /// registered but counts as removed. Returns false if `handle` is no
     /// longer the watcher of that side.
-    pub fn park(&self, fd: RawFd, side: Side, handle: &HandleRef, owner: usize) -> bool {
-        let mut fds = self.fds.lock();
+    pub fn park(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        side: Side,
+        handle: &HandleRef,
+        owner: usize,
+    ) -> bool {
+        let mut fds = self.fds.borrow(py);
         let Some(entry) = fds.get_mut(&fd) else {
             return false;
         };
@@ -187,16 +209,22 @@ impl Reactor {
     }
 
     /// Removes the watcher of `side` only if it is `handle`.
-    pub fn remove_if(&self, fd: RawFd, side: Side, handle: &HandleRef) -> Option<HandleRef> {
+    pub fn remove_if(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        side: Side,
+        handle: &HandleRef,
+    ) -> Option<HandleRef> {
         let ours = {
-            let mut fds = self.fds.lock();
+            let mut fds = self.fds.borrow(py);
             match fds.get_mut(&fd) {
                 Some(entry) => matches!(entry.slot(side), Some(h) if h.as_py().is(handle.as_py())),
                 None => false,
             }
         };
         if ours {
-            self.remove_any(fd, side)
+            self.remove_any(py, fd, side)
         } else {
             None
         }
@@ -207,10 +235,10 @@ impl Reactor {
     pub fn remove(&self, py: Python<'_>, fd: RawFd, side: Side) -> Option<HandleRef> {
         let parked = self
             .fds
-            .lock()
+            .borrow(py)
             .get(&fd)
             .is_some_and(|e| e.parked & side_bit(side) != 0);
-        let old = self.remove_any(fd, side);
+        let old = self.remove_any(py, fd, side);
         if parked {
             // Release the parked operation quietly: nothing "was removed".
             if let Some(h) = old {
@@ -222,29 +250,32 @@ impl Reactor {
         old
     }
 
-    fn remove_any(&self, fd: RawFd, side: Side) -> Option<HandleRef> {
+    fn remove_any(&self, py: Python<'_>, fd: RawFd, side: Side) -> Option<HandleRef> {
         self.changed.store(true, Ordering::Relaxed);
-        let mut fds = self.fds.lock();
+        let mut fds = self.fds.borrow(py);
         let entry = fds.get_mut(&fd)?;
         entry.parked &= !side_bit(side);
         let old = entry.slot(side).take();
         let interest = entry.interest();
+        let mut gone = None;
         if interest == 0 {
-            fds.remove(&fd);
+            gone = fds.remove(&fd);
             self.epoll.delete(fd);
         } else if self.epoll.modify_or_add(fd, interest, fd as u64).is_err() {
             // The fd is gone (closed): forget it entirely.
-            fds.remove(&fd);
+            gone = fds.remove(&fd);
             self.epoll.delete(fd);
         }
+        drop(fds);
+        drop(gone); // the other side's handle, freed outside the table
         old
     }
 
     /// Which sides of `fd` have a handle: bit 1 reader, bit 2 writer
     /// (`selectors.EVENT_READ`/`EVENT_WRITE`); None if `fd` is not watched.
-    pub fn events_of(&self, fd: RawFd) -> Option<u32> {
+    pub fn events_of(&self, py: Python<'_>, fd: RawFd) -> Option<u32> {
         self.fds
-            .lock()
+            .borrow(py)
             .get(&fd)
             .map(|e| {
                 u32::from(e.reader.is_some() && e.parked & 1 == 0)
@@ -288,7 +319,7 @@ impl Reactor {
         let full = n == buf.len();
         let mut cancelled: Vec<(RawFd, Side)> = Vec::new();
         {
-            let fds = self.fds.lock();
+            let fds = self.fds.borrow(py);
             for ev in buf.iter().take(n) {
                 let token = ev.u64;
                 let bits = ev.events;
@@ -333,7 +364,8 @@ impl Reactor {
     /// Reports reader/writer handles to the garbage collector (skips the
     /// table if it is locked: under-reporting is safe, blocking is not).
     pub fn traverse(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        if let Some(fds) = self.fds.try_lock() {
+        // SAFETY: the collector runs holding the GIL.
+        if let Some(fds) = unsafe { self.fds.try_borrow_unattached() } {
             for e in fds.values() {
                 if let Some(h) = &e.reader {
                     visit.call(h.as_py())?;
@@ -348,8 +380,8 @@ impl Reactor {
 
     /// Drops every registration (loop close). Returns the handles so they are
     /// released outside the lock.
-    pub fn clear(&self) -> Vec<HandleRef> {
-        let mut fds = self.fds.lock();
+    pub fn clear(&self, py: Python<'_>) -> Vec<HandleRef> {
+        let mut fds = self.fds.borrow(py);
         let mut out = Vec::new();
         for (fd, e) in fds.drain() {
             self.epoll.delete(fd);
