@@ -299,17 +299,10 @@ impl Loop {
         Ok(handle)
     }
 
-    /// Parks a finished operation's registration (see `Reactor::park`);
-    /// if it is no longer the watcher, nothing happens.
-    pub(crate) fn park(
-        &self,
-        py: Python<'_>,
-        fd: RawFd,
-        side: Side,
-        handle: &HandleRef,
-        owner: usize,
-    ) -> bool {
-        self.reactor.park(py, fd, side, handle, owner)
+    /// The fd table, for `sock_*` operations that park their registration
+    /// between steps (`Reactor::park`).
+    pub(crate) fn reactor(&self) -> &Reactor {
+        &self.reactor
     }
 
     /// Stops watching `fd` for `side` if `handle` is still the watcher.

@@ -200,7 +200,12 @@ impl SockOp {
         let h = self.handle.lock().take();
         if let Some(h) = h {
             let owner = self.sock.as_ptr() as usize;
-            if self.lp.get().park(py, self.fd, self.side, &h, owner) {
+            if self
+                .lp
+                .get()
+                .reactor()
+                .park(py, self.fd, self.side, &h, owner)
+            {
                 // Keep our identity: a spurious wakeup must find it.
                 *self.handle.lock() = Some(h);
             } else {
