@@ -58,12 +58,9 @@ mod imp {
         /// the module doc).
         #[inline]
         pub(crate) fn borrow<'a>(&'a self, _py: Python<'a>) -> GilRef<'a, T> {
-            if self.borrowed.replace(true) {
-                already_borrowed();
-            }
-            GilRef {
-                cell: self,
-                _not_send: PhantomData,
+            match self.take_flag() {
+                Some(r) => r,
+                None => already_borrowed(),
             }
         }
 
@@ -74,6 +71,13 @@ mod imp {
         /// The calling thread must hold the GIL.
         #[inline]
         pub(crate) unsafe fn try_borrow_unattached(&self) -> Option<GilRef<'_, T>> {
+            self.take_flag()
+        }
+
+        /// Sets the borrow flag and returns the guard, or None if it was
+        /// set. Callers guarantee the GIL is held (see the Sync impl).
+        #[inline]
+        fn take_flag(&self) -> Option<GilRef<'_, T>> {
             if self.borrowed.replace(true) {
                 return None;
             }

@@ -605,8 +605,8 @@ impl Loop {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // try_lock: the GC must never block; skipping a structure only
-        // under-reports references, which keeps objects alive (safe).
+        // The GC must never block: a structure in use is skipped, which only
+        // under-reports references and keeps objects alive (safe).
         // SAFETY (both try_borrow_unattached): the collector runs holding
         // the GIL.
         if let Some(q) = unsafe { self.ready.try_borrow_unattached() } {

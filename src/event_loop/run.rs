@@ -10,7 +10,7 @@
 //!    FIFO order. What they schedule runs in the next pass (generations), and
 //!    `stop()` lets the pass finish.
 //!
-//! A busy loop takes the pass's callbacks before polling (one lock); a
+//! A busy loop takes the pass's callbacks before polling (one borrow); a
 //! callback another thread adds during that poll runs in the next pass.
 //!
 //! Poll skipping: when callbacks are already ready the poll would use a zero
@@ -80,7 +80,7 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
     debug_assert!(scratch.batch.is_empty() && scratch.fired.is_empty());
 
     // 1-2. A busy loop (callbacks ready, or stopping) takes this pass's
-    // callbacks now, in the same lock, and polls with a zero timeout. An idle
+    // callbacks now, in the same borrow, and polls with a zero timeout. An idle
     // one reclaims cancelled timers and sleeps until the earliest timer.
     let busy = {
         let mut ready = lp.ready.borrow(py);
@@ -99,7 +99,7 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
             let r = timers.reclaim();
             (r, timers.next_deadline())
         };
-        drop(reclaimed); // decref outside the lock: __del__ may run
+        drop(reclaimed); // decref outside the heap: __del__ may run
         timeout = match next_deadline {
             None => -1,
             Some(when) => timeout_ms(when - clock::now()),

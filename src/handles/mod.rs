@@ -273,9 +273,10 @@ impl HandleCore {
 
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
-        // Relaxed: the flag is only a hint to skip work; the callback itself is
-        // in a GilCell (GIL-serialised), and a racing cancel() from another thread is
-        // already unordered with respect to the run in asyncio too.
+        // Relaxed: the flag is only a hint to skip work; the callback itself
+        // is in a GilCell (GIL-serialised), and a racing cancel() from
+        // another thread is already unordered with respect to the run in
+        // asyncio too.
         self.cancelled.load(Ordering::Relaxed)
     }
 

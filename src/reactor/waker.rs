@@ -9,9 +9,9 @@
 //!
 //! If the loop's queue check came after the producer's push, the loop sees
 //! the handle and polls with a zero timeout. Otherwise the loop's
-//! `sleeping = true` store happened before its queue check, which
-//! happened before the producer's push (both hold the GIL or the mutex), so the producer reads `sleeping`
-//! as true and writes the eventfd. `wake_sent` collapses many producers into
+//! `sleeping = true` store happened before its queue check, which happened
+//! before the producer's push (both hold the GIL or the mutex), so the
+//! producer reads `sleeping` as true and writes the eventfd. `wake_sent` collapses many producers into
 //! one write until the loop drains the eventfd.
 
 use std::io;
