@@ -600,3 +600,108 @@ def test_map_iterator_refuses_overlapping_next_and_close(pool_cls):
             first.join(10)
         assert got == [True]
         assert next(it) is True
+
+
+def test_loop_waiting_for_a_job_still_serves_io_timers_and_short_jobs(loop, pool_cls):
+    # While a long job is unfinished (ferrio's loop spins briefly for
+    # executor completions before sleeping), timers fire on time, reads
+    # arrive, and short jobs awaited one at a time complete in order.
+    ev = threading.Event()
+    a, b = __import__("socket").socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+
+    async def main():
+        with pool_cls(max_workers=2) as ex:
+            long_job = loop.run_in_executor(ex, ev.wait, 10)
+            t0 = loop.time()
+            fired = loop.create_future()
+            loop.call_later(0.02, fired.set_result, None)
+            await asyncio.wait_for(fired, 5)
+            timer_late = loop.time() - t0
+            got = []
+            for i in range(200):
+                got.append(await loop.run_in_executor(ex, int, str(i)))
+            loop.call_later(0.01, b.send, b"ping")
+            data = await asyncio.wait_for(loop.sock_recv(a, 10), 5)
+            done_early = long_job.done()
+            ev.set()
+            assert await asyncio.wait_for(long_job, 10) is True
+            return timer_late, got, data, done_early
+
+    try:
+        timer_late, got, data, done_early = loop.run_until_complete(main())
+    finally:
+        ev.set()
+        a.close()
+        b.close()
+    assert timer_late < 2.0
+    assert got == list(range(200))
+    assert data == b"ping"
+    assert done_early is False
+
+
+def test_ferrio_loop_gives_back_every_unfinished_job_count():
+    # ferrio-only bookkeeping: each run_in_executor job on a ferrio pool
+    # counts as unfinished (the loop spins for it before sleeping) until
+    # it ends, whichever way it ends.
+    lp = ferrio.new_event_loop()
+    ev = threading.Event()
+    ran = []
+
+    def boom():
+        raise ValueError("x")
+
+    async def main():
+        with ferrio.ThreadPoolExecutor(max_workers=1) as ex:
+            assert await lp.run_in_executor(ex, int, "1") == 1
+            with pytest.raises(ValueError):
+                await lp.run_in_executor(ex, boom)
+            blocker = lp.run_in_executor(ex, ev.wait, 10)
+            skipped = lp.run_in_executor(ex, ran.append, 1)
+            assert lp._executor_jobs() == 2
+            skipped.cancel()
+            await asyncio.sleep(0.01)
+            blocker.cancel()  # cancelled while running
+            ev.set()
+            for _ in range(500):
+                if lp._executor_jobs() == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert lp._executor_jobs() == 0
+        ev.clear()
+        ex = ferrio.ThreadPoolExecutor(max_workers=1)
+        blocker = lp.run_in_executor(ex, ev.wait, 10)
+        queued = [lp.run_in_executor(ex, int, "2") for _ in range(3)]
+        assert lp._executor_jobs() == 4
+        ex.shutdown(wait=False, cancel_futures=True)
+        ev.set()
+        await asyncio.gather(blocker, *queued, return_exceptions=True)
+        ex.shutdown(wait=True)
+        assert all(q.cancelled() for q in queued)
+        assert lp._executor_jobs() == 0
+
+        def bad_init():
+            raise RuntimeError("init")
+
+        ex = ferrio.ThreadPoolExecutor(max_workers=1, initializer=bad_init)
+        failed = lp.run_in_executor(ex, int, "3")
+        with pytest.raises(BrokenThreadPool):
+            await asyncio.wait_for(failed, 10)
+        ex.shutdown(wait=True)
+        assert lp._executor_jobs() == 0
+
+    try:
+        lp.run_until_complete(main())
+        assert ran == []
+        ev.clear()
+        with ferrio.ThreadPoolExecutor(max_workers=1) as ex:
+            orphan = lp.run_in_executor(ex, ev.wait, 10)
+            lp.close()  # the job finishes after its loop closed
+            ev.set()
+        assert not orphan.done()
+        assert lp._executor_jobs() == 0
+    finally:
+        ev.set()
+        if not lp.is_closed():
+            lp.close()

@@ -15,11 +15,47 @@
 //! (asyncio's `call_soon_threadsafe` would raise in the worker instead and
 //! the stdlib would log it as a callback error).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::Loop;
+
+/// Counts one `run_in_executor` job of a loop as unfinished for as long
+/// as it lives (the job holds it and drops it after delivering its
+/// outcome, or when it is dropped without running). The count is only a
+/// hint for the loop's spin before sleeping.
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub(crate) fn new(lp: &Loop) -> Self {
+        // Relaxed: a hint (see `Loop::executor_jobs`); nothing is
+        // published through it.
+        lp.executor_jobs.fetch_add(1, Ordering::Relaxed);
+        InFlight(lp.executor_jobs.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Loop {
+    /// Whether any `run_in_executor` job of this loop is unfinished.
+    pub(crate) fn executor_busy(&self) -> bool {
+        self.executor_jobs.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether finished jobs wait in the inbox.
+    pub(crate) fn inbox_pending(&self) -> bool {
+        !self.inbox.lock().is_empty()
+    }
+}
 
 /// A finished job: `Ok(result)`, `Err(exception)`, or `None` = cancel.
 pub(crate) type Outcome = Option<PyResult<Py<PyAny>>>;

@@ -30,7 +30,7 @@ mod tasks;
 
 pub(crate) use fastcall::install as install_fastcall_methods;
 pub(crate) use futures::new_future;
-pub(crate) use inbox::_drain_completions;
+pub(crate) use inbox::{_drain_completions, InFlight};
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -78,6 +78,10 @@ pub struct Loop {
     spare_context: SpareContext,
     /// Finished executor jobs waiting for the drain callback (inbox.rs).
     inbox: Mutex<Vec<(Py<PyAny>, inbox::Outcome)>>,
+    /// `run_in_executor` jobs on a ferrio pool not yet finished (each
+    /// job holds an [`inbox::InFlight`]): while some are, an idle loop
+    /// spins briefly before sleeping (run.rs, "Waiting for the pool").
+    executor_jobs: Arc<AtomicUsize>,
 }
 
 // Orderings: the flags below are read and written under the GIL (or, on a
@@ -365,6 +369,7 @@ impl Loop {
             clock_resolution: clock::resolution(),
             task_factory: Mutex::new(None),
             inbox: Mutex::new(Vec::new()),
+            executor_jobs: Arc::new(AtomicUsize::new(0)),
             spare_context: SpareContext::new(),
         })
     }
@@ -538,6 +543,12 @@ impl Loop {
     /// Number of timers in the heap, cancelled ones included.
     fn _timers_len(&self, py: Python<'_>) -> usize {
         self.timers.borrow(py).len()
+    }
+
+    /// Unfinished `run_in_executor` jobs of this loop on ferrio pools
+    /// (tests check that every way a job ends gives its count back).
+    fn _executor_jobs(&self) -> usize {
+        self.executor_jobs.load(Ordering::Relaxed)
     }
 
     #[pyo3(signature = (fd, callback, *args))]

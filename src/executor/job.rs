@@ -22,13 +22,15 @@ use pyo3::types::{PyDict, PyTuple};
 use std::sync::Arc;
 
 use super::map::{Batch, Outcome};
-use crate::event_loop::Loop;
+use crate::event_loop::{InFlight, Loop};
 
 pub(crate) enum Target {
     Future(Py<PyAny>),
     Loop {
         lp: Py<Loop>,
         fut: Py<PyAny>,
+        /// Counts the job in the loop's unfinished executor jobs.
+        in_flight: InFlight,
     },
     /// Item `index` of a native `map` (map.rs).
     Map {
@@ -77,7 +79,7 @@ impl Job {
                     e.write_unraisable(py, Some(fut));
                 }
             }
-            Target::Loop { lp, fut } => {
+            Target::Loop { lp, fut, in_flight } => {
                 match fut
                     .bind(py)
                     .call_method0(pyo3::intern!(py, "cancelled"))
@@ -92,6 +94,8 @@ impl Job {
                     .call(args.bind(py), kwargs.as_ref().map(|k| k.bind(py)))
                     .map(Bound::unbind);
                 Loop::complete_from_thread(lp.bind(py), fut, outcome);
+                // Unfinished until delivered: the loop may be spinning for it.
+                drop(in_flight);
             }
             Target::Map { batch, index } => {
                 if batch.is_closed() {
@@ -117,7 +121,7 @@ impl Job {
                     e.write_unraisable(py, Some(fut.bind(py)));
                 }
             }
-            Target::Loop { lp, fut } => Loop::cancel_from_thread(lp.bind(py), fut),
+            Target::Loop { lp, fut, .. } => Loop::cancel_from_thread(lp.bind(py), fut),
             Target::Map { batch, index } => batch.fill(index, Outcome::Cancelled),
         }
     }
@@ -131,7 +135,7 @@ impl Job {
                     e.write_unraisable(py, Some(fut));
                 }
             }
-            Target::Loop { lp, fut } => {
+            Target::Loop { lp, fut, .. } => {
                 Loop::complete_from_thread(lp.bind(py), fut, Err(PyErr::from_value(exc.clone())))
             }
             Target::Map { batch, index } => {
@@ -149,7 +153,7 @@ impl Job {
         }
         match &self.target {
             Target::Future(f) => visit.call(f),
-            Target::Loop { lp, fut } => {
+            Target::Loop { lp, fut, .. } => {
                 visit.call(lp)?;
                 visit.call(fut)
             }

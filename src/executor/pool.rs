@@ -29,7 +29,7 @@ use super::job::{Job, Target};
 use super::map::{Batch, MapIter};
 use super::parker::Parker;
 use super::queue::{Refused, Shared, Spin, Wake};
-use crate::event_loop::{new_future, Loop};
+use crate::event_loop::{new_future, InFlight, Loop};
 
 /// Set once the interpreter started exiting (`_python_exit`): no new work.
 /// Relaxed: a one-way flag; a submit racing with exit may still get in,
@@ -229,6 +229,7 @@ impl ThreadPool {
             target: Target::Loop {
                 lp: lp.clone().unbind(),
                 fut: fut.clone().unbind(),
+                in_flight: InFlight::new(lp.get()),
             },
         };
         Self::enqueue(slf, job)?;
@@ -302,7 +303,19 @@ impl ThreadPool {
             shared.worker_available();
             let job = py.detach(|| {
                 crate::sync::waiter::gil_released();
-                shared.next_job(&parker, &mut spin)
+                let job = shared.next_job(&parker, &mut spin);
+                if job.is_some() && spin.waited {
+                    // The submitter usually still holds the GIL (it pushed
+                    // the job a moment ago); asking for it now would put
+                    // this worker to sleep on the GIL's condition variable
+                    // until the submitter blocks. Wait for that release
+                    // spinning instead (bounded; docs/locks.md, "GIL
+                    // spin"). Not for a job that was already queued: the
+                    // GIL this worker just let go of is likely still free.
+                    let seen = crate::sync::waiter::releases_seen();
+                    crate::sync::waiter::spin_for_gil_release(seen, true);
+                }
+                job
             });
             match job {
                 Some(j) => j.run(py),

@@ -81,6 +81,10 @@ pub(crate) enum Refused {
 #[derive(Default)]
 pub(crate) struct Spin {
     misses: u32,
+    /// The last `next_job` found the queue empty at first and had to spin
+    /// or park for its job (so someone else pushed it, usually while
+    /// holding the GIL).
+    pub(crate) waited: bool,
 }
 
 impl<J> Shared<J> {
@@ -178,6 +182,7 @@ impl<J> Shared<J> {
     pub(crate) fn next_job(&self, me: &Arc<Parker>, spin: &mut Spin) -> Option<J> {
         // Counted in `spinning` (worker_available) until it parks or leaves.
         let mut counted = true;
+        spin.waited = false;
         let uncount = |counted: &mut bool| {
             if std::mem::replace(counted, false) {
                 self.spinning.fetch_sub(1, Ordering::Relaxed);
@@ -188,6 +193,7 @@ impl<J> Shared<J> {
                 uncount(&mut counted);
                 return r;
             }
+            spin.waited = true;
             if self.spin_allowed && spin.misses < 3 {
                 if !counted {
                     self.spinning.fetch_add(1, Ordering::Relaxed);

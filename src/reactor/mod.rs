@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -293,16 +294,50 @@ impl Reactor {
         self.changed.load(Ordering::Relaxed)
     }
 
-    pub fn poll(&self, py: Python<'_>, timeout_ms: i32, out: &mut Vec<HandleRef>) -> PyResult<()> {
+    ///
+    /// `spin`: before a blocking poll, spin up to that long for a
+    /// cross-thread wake-up (the loop expects an executor job to finish
+    /// soon; see event_loop/run.rs). Returns `Some(caught)` if it spun,
+    /// None if not (no spin asked, a zero timeout, or no spin slot free).
+    pub fn poll(
+        &self,
+        py: Python<'_>,
+        timeout_ms: i32,
+        out: &mut Vec<HandleRef>,
+        spin: Option<Duration>,
+    ) -> PyResult<Option<bool>> {
         self.changed.store(false, Ordering::Relaxed);
         let mut buf = self.events.lock();
         let epfd = self.epoll.raw();
+        let mut spun = None;
         let res = if timeout_ms == 0 {
             epoll::wait(epfd, &mut buf, 0)
         } else {
             let slice: &mut [Event] = &mut buf;
-            py.detach(|| {
+            let waker = &self.waker;
+            let spun = &mut spun;
+            py.detach(move || {
                 crate::sync::waiter::gil_released();
+                if let Some(limit) = spin {
+                    if let Some(slot) = crate::sync::waiter::SpinSlot::take() {
+                        let limit = if timeout_ms > 0 {
+                            limit.min(Duration::from_millis(timeout_ms as u64))
+                        } else {
+                            limit
+                        };
+                        let caught = waker.spin_until_woken(limit);
+                        *spun = Some(caught);
+                        if caught {
+                            // The producer (a pool worker) woke us holding
+                            // the GIL: wait for it to let go rather than
+                            // sleep on the GIL's condition variable.
+                            let seen = crate::sync::waiter::releases_seen();
+                            crate::sync::waiter::spin_for_gil_release(seen, false);
+                            drop(slot);
+                            return epoll::wait(epfd, slice, 0);
+                        }
+                    }
+                }
                 epoll::wait(epfd, slice, timeout_ms)
             })
         };
@@ -358,7 +393,7 @@ impl Reactor {
             let grown = (buf.len() * 2).min(MAX_EVENTS);
             *buf = epoll::event_buffer(grown);
         }
-        Ok(())
+        Ok(spun)
     }
 
     /// Reports reader/writer handles to the garbage collector (skips the

@@ -17,6 +17,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 pub struct Waker {
     fd: OwnedFd,
@@ -65,6 +66,27 @@ impl Waker {
         // slower, 3.3-4.1M -> 3.1-3.7M/s, so the plain swap stays.)
         if self.sleeping.load(Ordering::SeqCst) && !self.wake_sent.swap(true, Ordering::AcqRel) {
             self.write();
+        }
+    }
+
+    /// Spins (GIL released, after [`Waker::announce_sleep`]) until a
+    /// producer wakes the loop or `limit` passes; whether one did. The
+    /// producer still writes the eventfd, so the poll that follows sees
+    /// the wake-up as usual.
+    pub fn spin_until_woken(&self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            for _ in 0..64 {
+                // Relaxed: only a signal to stop spinning; the eventfd poll
+                // that follows orders what the producer pushed.
+                if self.wake_sent.load(Ordering::Relaxed) {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= end {
+                return false;
+            }
         }
     }
 

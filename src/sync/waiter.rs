@@ -205,6 +205,10 @@ const SPIN: Duration = Duration::from_micros(20);
 /// waits for.
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
 
+/// Pool workers spinning in [`spin_for_gil_release`] right now (at most
+/// one per CPU beyond the first, as `SPINNERS`).
+static GIL_SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
 /// Counts the times a thread released the GIL to block in ferrio (a
 /// primitive's wait, an idle pool worker, the loop's poll); bumped first
 /// thing after the release, by [`gil_released`].
@@ -220,6 +224,71 @@ pub(crate) fn gil_released() {
 /// How long a spinner that saw its mark keeps spinning for the waker to
 /// let go of the GIL (see [`spin`]).
 const GIL_SPIN: Duration = Duration::from_micros(10);
+
+/// One of the wait spin's slots (`SPINNERS`), given back on drop; for
+/// spinners outside this module (the loop waiting for an executor job).
+pub(crate) struct SpinSlot(());
+
+impl SpinSlot {
+    /// A free slot, or None when every slot is taken (then do not spin).
+    pub(crate) fn take() -> Option<SpinSlot> {
+        // Relaxed: a capacity hint, as in `spin`.
+        if SPINNERS.fetch_add(1, Ordering::Relaxed) >= spin_slots() {
+            SPINNERS.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(SpinSlot(()))
+    }
+}
+
+impl Drop for SpinSlot {
+    fn drop(&mut self) {
+        SPINNERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The release counter now: the snapshot [`spin_for_gil_release`] waits
+/// to see move.
+pub(crate) fn releases_seen() -> u64 {
+    // Relaxed: a hint; nothing is read through it.
+    RELEASES.load(Ordering::Relaxed)
+}
+
+/// Spins (GIL released) until some thread releases the GIL to block in
+/// ferrio after the snapshot `seen` ([`gil_released`]: most handoffs end
+/// that way), for at most `GIL_SPIN`; then the caller takes the GIL the
+/// normal way, which then usually finds it free instead of sleeping on the
+/// GIL's condition variable (a wake-up that costs ~30 µs when it targets
+/// an idle vCPU). A heuristic only: a holder that lets go of the GIL some
+/// other way costs the spinner at most `GIL_SPIN`. With `need_slot` the
+/// spin takes one of the `GIL_SPINNERS` slots (skipped if none is free),
+/// for callers that are not already limited in number (pool workers).
+/// Those slots are not the wait spin's: a worker spinning here must not
+/// make the thread it is about to wake sleep instead of spinning.
+pub(crate) fn spin_for_gil_release(seen: u64, need_slot: bool) {
+    if need_slot {
+        // Relaxed: a capacity hint, as in `spin`.
+        if GIL_SPINNERS.fetch_add(1, Ordering::Relaxed) >= spin_slots() {
+            GIL_SPINNERS.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    }
+    let end = Instant::now() + GIL_SPIN;
+    'gil: loop {
+        for _ in 0..64 {
+            if RELEASES.load(Ordering::Relaxed) != seen {
+                break 'gil;
+            }
+            std::hint::spin_loop();
+        }
+        if Instant::now() >= end {
+            break;
+        }
+    }
+    if need_slot {
+        GIL_SPINNERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 fn spin_slots() -> usize {
     static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -262,23 +331,7 @@ fn spin(w: &Waiter, deadline: Option<Instant>) -> bool {
         // microseconds more (until it blocks itself). Asking for the GIL
         // now would put this thread to sleep on the GIL's condition
         // variable: a kernel round trip that the spin was there to avoid.
-        // So keep spinning until some thread releases the GIL to block
-        // in ferrio (`gil_released`: most handoffs end that way), for at
-        // most GIL_SPIN. A heuristic only: the GIL is still taken normally.
-        // Relaxed: a hint; nothing is read through it.
-        let seen = RELEASES.load(Ordering::Relaxed);
-        let end = Instant::now() + GIL_SPIN;
-        'gil: loop {
-            for _ in 0..64 {
-                if RELEASES.load(Ordering::Relaxed) != seen {
-                    break 'gil;
-                }
-                std::hint::spin_loop();
-            }
-            if Instant::now() >= end {
-                break;
-            }
-        }
+        spin_for_gil_release(releases_seen(), false);
     }
     marked
 }
