@@ -312,8 +312,7 @@ impl ThreadPool {
                     // spinning instead (bounded; docs/locks.md, "GIL
                     // spin"). Not for a job that was already queued: the
                     // GIL this worker just let go of is likely still free.
-                    let seen = crate::sync::waiter::releases_seen();
-                    crate::sync::waiter::spin_for_gil_release(seen, true);
+                    crate::sync::waiter::spin_for_gil_release(true);
                 }
                 job
             });

@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -239,18 +239,7 @@ impl<J> Shared<J> {
     /// Spins up to `SPIN` for `pending` to become non-zero (the caller is
     /// counted in `spinning`).
     fn spin_for_work(&self) -> bool {
-        let t0 = Instant::now();
-        let mut i = 0u32;
-        loop {
-            if self.pending.load(Ordering::Acquire) > 0 {
-                return true;
-            }
-            std::hint::spin_loop();
-            i = i.wrapping_add(1);
-            if i % 64 == 0 && t0.elapsed() >= SPIN {
-                return false;
-            }
-        }
+        crate::sync::waiter::spin_until(SPIN, || self.pending.load(Ordering::Acquire) > 0)
     }
 
     /// Marks the pool shut down and wakes every parked worker; returns the

@@ -285,15 +285,15 @@ impl Reactor {
             .filter(|ev| *ev != 0)
     }
 
-    /// Polls once. `timeout_ms` < 0 blocks, 0 returns at once. The GIL is
-    /// released only for a blocking poll. Fired reader/writer handles are
-    /// appended to `out`; cancelled ones are unregistered, as asyncio does.
     /// Whether registrations changed since the last poll.
     #[inline]
     pub fn changed(&self) -> bool {
         self.changed.load(Ordering::Relaxed)
     }
 
+    /// Polls once. `timeout_ms` < 0 blocks, 0 returns at once. The GIL is
+    /// released only for a blocking poll. Fired reader/writer handles are
+    /// appended to `out`; cancelled ones are unregistered, as asyncio does.
     ///
     /// `spin`: before a blocking poll, spin up to that long for a
     /// cross-thread wake-up (the loop expects an executor job to finish
@@ -331,8 +331,7 @@ impl Reactor {
                             // The producer (a pool worker) woke us holding
                             // the GIL: wait for it to let go rather than
                             // sleep on the GIL's condition variable.
-                            let seen = crate::sync::waiter::releases_seen();
-                            crate::sync::waiter::spin_for_gil_release(seen, false);
+                            crate::sync::waiter::spin_for_gil_release(false);
                             drop(slot);
                             return epoll::wait(epfd, slice, 0);
                         }

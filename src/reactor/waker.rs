@@ -17,7 +17,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Waker {
     fd: OwnedFd,
@@ -74,20 +74,9 @@ impl Waker {
     /// producer still writes the eventfd, so the poll that follows sees
     /// the wake-up as usual.
     pub fn spin_until_woken(&self, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        loop {
-            for _ in 0..64 {
-                // Relaxed: only a signal to stop spinning; the eventfd poll
-                // that follows orders what the producer pushed.
-                if self.wake_sent.load(Ordering::Relaxed) {
-                    return true;
-                }
-                std::hint::spin_loop();
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-        }
+        // Relaxed: only a signal to stop spinning; the eventfd poll that
+        // follows orders what the producer pushed.
+        crate::sync::waiter::spin_until(limit, || self.wake_sent.load(Ordering::Relaxed))
     }
 
     /// Unconditional wakeup (asyncio's `_write_to_self`).

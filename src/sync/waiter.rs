@@ -225,69 +225,75 @@ pub(crate) fn gil_released() {
 /// let go of the GIL (see [`spin`]).
 const GIL_SPIN: Duration = Duration::from_micros(10);
 
-/// One of the wait spin's slots (`SPINNERS`), given back on drop; for
-/// spinners outside this module (the loop waiting for an executor job).
-pub(crate) struct SpinSlot(());
+/// A spin slot, given back on drop: at most one spinner per CPU beyond
+/// the first per counter (`SPINNERS` for waits, `GIL_SPINNERS` for pool
+/// workers' GIL spins).
+pub(crate) struct SpinSlot(&'static AtomicUsize);
 
 impl SpinSlot {
-    /// A free slot, or None when every slot is taken (then do not spin).
+    /// One of the wait spin's slots (also for the loop waiting for an
+    /// executor job), or None when all are taken (then do not spin).
     pub(crate) fn take() -> Option<SpinSlot> {
-        // Relaxed: a capacity hint, as in `spin`.
-        if SPINNERS.fetch_add(1, Ordering::Relaxed) >= spin_slots() {
-            SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        Self::take_from(&SPINNERS)
+    }
+
+    fn take_from(counter: &'static AtomicUsize) -> Option<SpinSlot> {
+        // Relaxed: a capacity hint; an overshoot by a racing thread costs
+        // a few microseconds of one CPU, nothing else.
+        if counter.fetch_add(1, Ordering::Relaxed) >= spin_slots() {
+            counter.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        Some(SpinSlot(()))
+        Some(SpinSlot(counter))
     }
 }
 
 impl Drop for SpinSlot {
     fn drop(&mut self) {
-        SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// The release counter now: the snapshot [`spin_for_gil_release`] waits
-/// to see move.
-pub(crate) fn releases_seen() -> u64 {
-    // Relaxed: a hint; nothing is read through it.
-    RELEASES.load(Ordering::Relaxed)
-}
-
-/// Spins (GIL released) until some thread releases the GIL to block in
-/// ferrio after the snapshot `seen` ([`gil_released`]: most handoffs end
-/// that way), for at most `GIL_SPIN`; then the caller takes the GIL the
-/// normal way, which then usually finds it free instead of sleeping on the
-/// GIL's condition variable (a wake-up that costs ~30 µs when it targets
-/// an idle vCPU). A heuristic only: a holder that lets go of the GIL some
-/// other way costs the spinner at most `GIL_SPIN`. With `need_slot` the
-/// spin takes one of the `GIL_SPINNERS` slots (skipped if none is free),
-/// for callers that are not already limited in number (pool workers).
-/// Those slots are not the wait spin's: a worker spinning here must not
-/// make the thread it is about to wake sleep instead of spinning.
-pub(crate) fn spin_for_gil_release(seen: u64, need_slot: bool) {
-    if need_slot {
-        // Relaxed: a capacity hint, as in `spin`.
-        if GIL_SPINNERS.fetch_add(1, Ordering::Relaxed) >= spin_slots() {
-            GIL_SPINNERS.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-    }
-    let end = Instant::now() + GIL_SPIN;
-    'gil: loop {
+/// Spins (no GIL) until `done()` or `limit` passes; whether `done()` was
+/// seen. The clock is read once per 64 checks.
+pub(crate) fn spin_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
         for _ in 0..64 {
-            if RELEASES.load(Ordering::Relaxed) != seen {
-                break 'gil;
+            if done() {
+                return true;
             }
             std::hint::spin_loop();
         }
         if Instant::now() >= end {
-            break;
+            return false;
         }
     }
-    if need_slot {
-        GIL_SPINNERS.fetch_sub(1, Ordering::Relaxed);
-    }
+}
+
+/// Spins (GIL released) until some thread releases the GIL to block in
+/// ferrio ([`gil_released`]: most handoffs end that way), for at most
+/// `GIL_SPIN`; then the caller takes the GIL the normal way, which then
+/// usually finds it free instead of sleeping on the GIL's condition
+/// variable (a wake-up that costs ~30 µs when it targets an idle vCPU).
+/// A heuristic only: a holder that lets go of the GIL some other way
+/// costs the spinner at most `GIL_SPIN`. With `need_slot` the spin takes
+/// one of the `GIL_SPINNERS` slots (skipped if none is free), for callers
+/// that are not already limited in number (pool workers). Those slots are
+/// not the wait spin's: a worker spinning here must not make the thread
+/// it is about to wake sleep instead of spinning.
+pub(crate) fn spin_for_gil_release(need_slot: bool) {
+    let _slot = if need_slot {
+        match SpinSlot::take_from(&GIL_SPINNERS) {
+            Some(s) => Some(s),
+            None => return,
+        }
+    } else {
+        None
+    };
+    // Relaxed: a hint; nothing is read through it.
+    let seen = RELEASES.load(Ordering::Relaxed);
+    spin_until(GIL_SPIN, || RELEASES.load(Ordering::Relaxed) != seen);
 }
 
 fn spin_slots() -> usize {
@@ -302,36 +308,22 @@ fn spin_slots() -> usize {
 /// Spins up to `SPIN` (or the deadline) for `w` to be marked; whether it
 /// was. Skipped when all spin slots are taken.
 fn spin(w: &Waiter, deadline: Option<Instant>) -> bool {
-    // Relaxed: a capacity hint; an overshoot by a racing thread costs a
-    // few microseconds of one CPU, nothing else.
-    if SPINNERS.fetch_add(1, Ordering::Relaxed) >= spin_slots() {
-        SPINNERS.fetch_sub(1, Ordering::Relaxed);
+    let Some(slot) = SpinSlot::take() else {
         return false;
-    }
-    let start = Instant::now();
-    let end = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
-    let mut marked = false;
-    'outer: loop {
-        for _ in 0..64 {
-            if w.state() != WAITING {
-                marked = true;
-                break 'outer;
-            }
-            std::hint::spin_loop();
-        }
-        if Instant::now() >= end {
-            break;
-        }
-    }
+    };
+    let limit = deadline.map_or(SPIN, |d| {
+        SPIN.min(d.saturating_duration_since(Instant::now()))
+    });
+    let marked = spin_until(limit, || w.state() != WAITING);
     // The slot is given back first: the waker, about to block, may
     // want to spin in its turn.
-    SPINNERS.fetch_sub(1, Ordering::Relaxed);
+    drop(slot);
     if marked {
         // The waker marked us holding the GIL and usually keeps it a few
         // microseconds more (until it blocks itself). Asking for the GIL
         // now would put this thread to sleep on the GIL's condition
         // variable: a kernel round trip that the spin was there to avoid.
-        spin_for_gil_release(releases_seen(), false);
+        spin_for_gil_release(false);
     }
     marked
 }
