@@ -12,6 +12,14 @@ Server modes:
   buffered  asyncio.BufferedProtocol: get_buffer/buffer_updated -> write
   streams   asyncio.start_server: reader.read -> writer.write + drain
   sock      loop.sock_accept / sock_recv / sock_sendall, a task per client
+  udp       asyncio.DatagramProtocol: datagram_received -> transport.sendto
+  udp_sock  loop.sock_recvfrom / sock_sendto on one socket (3.11+)
+
+The TCP modes are measured against ``netload server``, the UDP ones
+against ``netload udp-server`` (both raw epoll servers); a UDP "connection"
+is one client socket with one datagram in flight. UDP server sockets get
+4 MiB buffers on every server (``UDP_BUFFER``) so loopback drops stay rare;
+the ``lost`` column counts datagrams the client had to send again.
 
 Reported per (mode, size, connections) and loop: requests/s, p50/p99
 latency and the server's CPU time per request, user+sys from
@@ -27,6 +35,7 @@ import asyncio
 import json
 import os
 import platform
+import select
 import shutil
 import signal
 import socket
@@ -36,7 +45,16 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-MODES = ("protocol", "buffered", "streams", "sock")
+TCP_MODES = ("protocol", "buffered", "streams", "sock")
+UDP_MODES = ("udp", "udp_sock")
+MODES = TCP_MODES + UDP_MODES
+# Run unless --modes says otherwise: udp_sock is one serial coroutine, a
+# measure of sock_recvfrom/sock_sendto more than of a server anyone runs.
+DEFAULT_MODES = TCP_MODES + ("udp",)
+# Receive and send buffer of every UDP server socket (raw one included).
+UDP_BUFFER = 4 << 20
+# The largest UDP payload over IPv4.
+UDP_MAX = 65507
 READ_SIZE = 256 * 1024
 
 # -- servers (run in the child process) ---------------------------------------
@@ -96,8 +114,57 @@ async def _sock_client(loop, conn):
         conn.close()
 
 
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+def _udp_socket(host: str) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDP_BUFFER)
+    s.bind((host, 0))
+    s.setblocking(False)
+    return s
+
+
+async def _serve_udp(mode: str, host: str) -> None:
+    loop = asyncio.get_running_loop()
+    sock = _udp_socket(host)
+    if mode == "udp":
+        await loop.create_datagram_endpoint(EchoDatagramProtocol, sock=sock)
+        print(sock.getsockname()[1], flush=True)
+        await loop.create_future()
+    # uvloop's and rloop's sock_recvfrom raise NotImplementedError when
+    # awaited: probe before printing the port (nothing can arrive yet), so
+    # the driver skips this loop instead of measuring a dead server.
+    probe = loop.create_task(loop.sock_recvfrom(sock, 1))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    if probe.done() and isinstance(probe.exception(), NotImplementedError):
+        # A line that is not a port, and a normal return: rloop swallows a
+        # SystemExit raised in a task and would keep the process alive.
+        print(f"udp_sock: {type(loop).__name__} has no sock_recvfrom", flush=True)
+        return
+    probe.cancel()
+    try:
+        await probe
+    except asyncio.CancelledError:
+        pass
+    print(sock.getsockname()[1], flush=True)
+    while True:
+        data, addr = await loop.sock_recvfrom(sock, 65536)
+        await loop.sock_sendto(sock, data, addr)
+
+
 async def _serve(mode: str, host: str) -> None:
     loop = asyncio.get_running_loop()
+    if mode in UDP_MODES:
+        await _serve_udp(mode, host)
+        return
     if mode == "protocol":
         server = await loop.create_server(EchoProtocol, host, 0, backlog=1024)
     elif mode == "buffered":
@@ -194,14 +261,20 @@ class Server:
         self.name = loop
         self.mode = mode
         if loop == "raw":
-            cmd = [netload, "server", "127.0.0.1:0"]
+            kind = "udp-server" if mode in UDP_MODES else "server"
+            cmd = [netload, kind, "127.0.0.1:0"]
         else:
             cmd = [sys.executable, "-m", "ferrio._netbench", "serve", "--loop", loop, "--mode", mode]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        line = ""
+        # Bounded: a server that hangs before printing its port must not
+        # hang the bench.
+        if self.proc.stdout and select.select([self.proc.stdout], [], [], 30)[0]:
+            line = self.proc.stdout.readline()
         if not line.strip().isdigit():
             self.stop()
-            raise RuntimeError(f"server {loop}/{mode} failed to start")
+            why = f": {line.strip()}" if line.strip() else ""
+            raise RuntimeError(f"server {loop}/{mode} failed to start{why}")
         self.port = int(line)
 
     def stop(self) -> None:
@@ -217,11 +290,21 @@ class Server:
 def run_client(netload: str, server: Server, conns: int, size: int, seconds: float, warmup: float) -> dict:
     cpu0 = cpu_seconds(server.proc.pid)
     out = subprocess.run(
-        [netload, "client", f"127.0.0.1:{server.port}", str(conns), str(size), str(seconds), str(warmup)],
+        [
+            netload,
+            "udp-client" if server.mode in UDP_MODES else "client",
+            f"127.0.0.1:{server.port}",
+            str(conns),
+            str(size),
+            str(seconds),
+            str(warmup),
+        ],
         capture_output=True,
         text=True,
         timeout=seconds + warmup + 60,
     )
+    if server.proc.poll() is not None:
+        raise RuntimeError(f"server {server.name}/{server.mode} died during the run")
     cpu1 = cpu_seconds(server.proc.pid)
     if out.returncode != 0:
         raise RuntimeError(f"netload failed against {server.name}/{server.mode}: {out.stderr.strip()}")
@@ -236,7 +319,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="1 KiB and 100 KiB, 10 connections, short runs, 3 repeats")
     p.add_argument("--repeat", type=int, default=None, help="repeats (median reported); default 3")
     p.add_argument("--seconds", type=float, default=None, help="measured seconds per run (default 2, 1 with --quick)")
-    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"of {', '.join(MODES)}; default all but udp_sock")
     p.add_argument("--sizes", default=None, help="message sizes in bytes (default 1024,10240,102400)")
     p.add_argument("--conns", default=None, help="concurrent connections (default 1,10,100)")
     p.add_argument("--loops", default=None, help="subset of loops (raw = the Rust floor)")
@@ -266,34 +349,58 @@ def main(argv: Optional[List[str]] = None) -> int:
     servers: Dict[Tuple[str, str], Server] = {}
     results = []
     try:
+        skipped = []
         for mode in modes:
             for lp in loops:
-                key = (lp, "raw" if lp == "raw" else mode)
-                if key not in servers:
+                key = server_key(lp, mode)
+                if key in servers:
+                    continue
+                try:
                     servers[key] = Server(lp, mode, netload)
+                except RuntimeError as e:
+                    # A loop without this mode (e.g. no datagram support)
+                    # drops out of that mode's rows, not out of the run.
+                    skipped.append(str(e))
         if not args.json:
             print(
                 f"ferrio bench net: echo, median of {repeat} runs of {seconds:g}s; "
                 "cpu = server user+sys µs per request; ratios ferrio/other (<1 = ferrio uses less CPU)"
             )
             print("versions: " + ", ".join(f"{k} {v}" for k, v in loop_versions().items()))
+            for msg in skipped:
+                print(f"skipped: {msg}")
         for mode in modes:
+            mode_loops = [lp for lp in loops if server_key(lp, mode) in servers]
             for size in sizes:
+                if mode in UDP_MODES and size > UDP_MAX:
+                    if not args.json:
+                        print(f"{mode:<8} {size // 1024:>3}KiB: skipped, larger than a UDP datagram")
+                    continue
                 for c in conns:
-                    samples: Dict[str, List[dict]] = {lp: [] for lp in loops}
+                    samples: Dict[str, List[dict]] = {lp: [] for lp in mode_loops}
                     for _ in range(repeat):
-                        for lp in loops:
-                            srv = servers[(lp, "raw" if lp == "raw" else mode)]
-                            samples[lp].append(run_client(netload, srv, c, size, seconds, warmup))
+                        for lp in list(mode_loops):
+                            srv = servers[server_key(lp, mode)]
+                            try:
+                                samples[lp].append(run_client(netload, srv, c, size, seconds, warmup))
+                            except RuntimeError as e:
+                                # A server that dies mid-run leaves the
+                                # table (said once) rather than ending it.
+                                if not args.json:
+                                    print(f"dropped: {e}", flush=True)
+                                mode_loops.remove(lp)
+                                del samples[lp]
+                                del servers[server_key(lp, mode)]
+                                srv.stop()
                     row = {"mode": mode, "size": size, "conns": c, "loops": {}}
                     for lp, ss in samples.items():
                         row["loops"][lp] = {
-                            k: statistics.median(s[k] for s in ss)
-                            for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req")
+                            k: statistics.median(s.get(k, 0) for s in ss)
+                            for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req", "lost")
                         }
                     results.append(row)
                     if not args.json:
-                        print(format_row(row, loops), flush=True)
+                        print(format_row(row, mode_loops), flush=True)
     finally:
         for s in servers.values():
             s.stop()
@@ -307,14 +414,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def server_key(lp: str, mode: str) -> Tuple[str, str]:
+    """One raw server per transport, one Python server per (loop, mode)."""
+    if lp == "raw":
+        return (lp, "raw-udp" if mode in UDP_MODES else "raw-tcp")
+    return (lp, mode)
+
+
 def format_row(row: dict, loops: List[str]) -> str:
     head = f"{row['mode']:<8} {row['size'] // 1024:>3}KiB x{row['conns']:<3}"
     parts = []
     f = row["loops"].get("ferrio")
     for lp in loops:
         r = row["loops"][lp]
+        lost = f" lost {r['lost']:g}" if r.get("lost") else ""
         parts.append(
-            f"{lp} {r['rps'] / 1000:.1f}k/s p50 {r['p50_us']:.0f} p99 {r['p99_us']:.0f}us cpu {r['cpu_us_per_req']:.2f}"
+            f"{lp} {r['rps'] / 1000:.1f}k/s p50 {r['p50_us']:.0f} p99 {r['p99_us']:.0f}us cpu {r['cpu_us_per_req']:.2f}{lost}"
         )
     ratios = []
     if f:
