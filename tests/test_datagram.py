@@ -213,3 +213,102 @@ def test_unix_datagram(loop, tmp_path):
         return b.got
 
     assert loop.run_until_complete(main()) == [(b"to b", a_path)]
+
+
+# -- bursts: several datagrams queued before the loop reads -------------------
+# asyncio reads one datagram per readiness event, ferrio a batch (at most
+# 32); what a protocol sees must not differ: order, pause/close from inside
+# datagram_received, a raising callback.
+
+
+async def _burst_pair(loop, proto_factory, n):
+    """A server endpoint with `n` datagrams already queued on its socket
+    (sent from a blocking socket, so none has been read yet)."""
+    srv_t, srv = await loop.create_datagram_endpoint(proto_factory, local_addr=("127.0.0.1", 0))
+    addr = srv_t.get_extra_info("sockname")
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    for i in range(n):
+        sender.sendto(b"b%d" % i, addr)
+    return srv_t, srv, sender
+
+
+def test_burst_delivered_in_order(loop):
+    async def main():
+        srv_t, srv, sender = await _burst_pair(loop, lambda: Rec(loop), 100)
+        await wait_for_count(srv.got, 100)
+        srv_t.close()
+        await srv.lost
+        one_sender = {a for _, a in srv.got} == {sender.getsockname()}
+        sender.close()
+        return [d for d, _ in srv.got], one_sender
+
+    got, one_sender = loop.run_until_complete(main())
+    assert got == [b"b%d" % i for i in range(100)]
+    assert one_sender
+
+
+@pytest.mark.skipif(
+    "pause_reading" not in vars(asyncio.selector_events._SelectorTransport),
+    reason="asyncio's datagram transport has no pause_reading before 3.11",
+)
+def test_pause_reading_inside_datagram_received_holds_the_rest(loop):
+    class Pausing(Rec):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            if len(self.got) == 3:
+                self.transport.pause_reading()
+
+    async def main():
+        srv_t, srv, sender = await _burst_pair(loop, lambda: Pausing(loop), 10)
+        await wait_for_count(srv.got, 3)
+        await asyncio.sleep(0.05)
+        held = (len(srv.got), srv_t.is_reading())
+        srv_t.resume_reading()
+        await wait_for_count(srv.got, 10)
+        srv_t.close()
+        await srv.lost
+        sender.close()
+        return held, [d for d, _ in srv.got]
+
+    held, got = loop.run_until_complete(main())
+    assert held == (3, False)
+    assert got == [b"b%d" % i for i in range(10)]
+
+
+def test_close_inside_datagram_received_stops_delivery(loop):
+    class Closing(Rec):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            if len(self.got) == 2:
+                self.transport.close()
+
+    async def main():
+        srv_t, srv, sender = await _burst_pair(loop, lambda: Closing(loop), 10)
+        lost = await asyncio.wait_for(srv.lost, 5)
+        await asyncio.sleep(0.02)
+        sender.close()
+        return lost, [d for d, _ in srv.got]
+
+    assert loop.run_until_complete(main()) == (None, [b"b0", b"b1"])
+
+
+def test_raising_datagram_received_in_a_burst_loses_nothing(loop):
+    class Flaky(Rec):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            if len(self.got) % 2:
+                raise KeyError(data)
+
+    async def main():
+        srv_t, srv, sender = await _burst_pair(loop, lambda: Flaky(loop), 10)
+        await wait_for_count(srv.got, 10)
+        srv_t.close()
+        await srv.lost
+        sender.close()
+        return [d for d, _ in srv.got]
+
+    assert loop.run_until_complete(main()) == [b"b%d" % i for i in range(10)]
+    errors, loop.errors = loop.errors, []
+    assert [type(c["exception"]) for c in errors] == [KeyError] * 5
+    assert [c["exception"].args[0] for c in errors] == [b"b%d" % i for i in range(0, 10, 2)]

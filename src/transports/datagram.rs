@@ -2,11 +2,12 @@
 //! transport, asyncio's `_SelectorDatagramTransport` with the per-datagram
 //! work in Rust.
 //!
-//! Per readable event: one `recvfrom` into a per-thread buffer, a `bytes`
-//! of the datagram's size, the sender's address built as Python's socket
-//! module builds it (`getnameinfo(NI_NUMERICHOST)`, so scoped IPv6
-//! addresses read the same), and one call of the cached
-//! `datagram_received`. Sockets of other families use the socket object's
+//! Per readable event: up to `READ_BATCH` datagrams (asyncio reads one),
+//! each one `recvfrom` into a per-thread buffer, a `bytes` of the
+//! datagram's size, the sender's address built as Python's socket module
+//! builds it (`getnameinfo(NI_NUMERICHOST)`, so scoped IPv6 addresses read
+//! the same), and one call of the cached `datagram_received`; the batch
+//! ends early where asyncio would stop reading (closed, paused, an error). Sockets of other families use the socket object's
 //! own `recvfrom`. Per `sendto`: connected sockets `send` natively;
 //! unconnected ones call the socket object's `sendto` (it parses every
 //! address form Python accepts). Datagrams the kernel refuses with EAGAIN
@@ -35,6 +36,11 @@ use crate::reactor::Side;
 
 /// asyncio's `max_size` for datagram reads.
 const MAX_SIZE: usize = 256 * 1024;
+/// Datagrams read per readiness event at most (libuv's figure, which
+/// uvloop inherits). asyncio reads one per event; a server under load then
+/// pays an `epoll_wait` per datagram. The cap keeps one busy socket from
+/// starving the loop's other callbacks.
+const READ_BATCH: usize = 32;
 
 #[derive(Default)]
 struct Proto {
@@ -122,6 +128,57 @@ impl DatagramTransport {
             Ok(_) => Ok(Sent::Done),
             Err(e) if sockaddr::would_block(py, &e) => Ok(Sent::WouldBlock),
             Err(e) => Err(e),
+        }
+    }
+
+    /// One datagram, as asyncio's `_read_ready` reads it: Ok(true) when a
+    /// datagram went to the protocol and another may follow, Ok(false) to
+    /// end the batch (nothing left, an error reported, or the protocol
+    /// closed or paused the transport from its callback).
+    fn read_one(slf: &Bound<'_, Self>, first: bool) -> PyResult<bool> {
+        let py = slf.py();
+        let me = slf.get();
+        let (cb, proto, sock) = {
+            let st = me.st.lock();
+            // The first read is asyncio's (it checks `_conn_lost` only: its
+            // reader is gone once closing or paused); later ones also stop
+            // where asyncio's removed reader would have.
+            if st.life.conn_lost > 0 || (!first && !st.life.is_reading()) {
+                return Ok(false);
+            }
+            (
+                cloned(py, &st.proto.datagram_received),
+                cloned(py, &st.proto.obj),
+                cloned(py, &st.sock),
+            )
+        };
+        let got = if me.inet {
+            sockaddr::recvfrom_bytes(py, me.fd, MAX_SIZE)
+        } else {
+            match none_or(py, sock).call_method1(pyo3::intern!(py, "recvfrom"), (MAX_SIZE,)) {
+                Ok(pair) => {
+                    let (d, a): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
+                    Ok(Some((d, a)))
+                }
+                Err(e) if sockaddr::would_block(py, &e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        match got {
+            Ok(None) => Ok(false),
+            Ok(Some((data, addr))) => match cb {
+                Some(cb) => cb.bind(py).call1((data, addr)).map(|_| true),
+                None => none_or(py, proto)
+                    .call_method1(pyo3::intern!(py, "datagram_received"), (data, addr))
+                    .map(|_| true),
+            },
+            Err(e) if e.is_instance_of::<PyOSError>(py) => none_or(py, proto)
+                .call_method1(pyo3::intern!(py, "error_received"), (e.into_value(py),))
+                .map(|_| false),
+            Err(e) if is_fatal(py, &e) => Err(e),
+            Err(e) => {
+                Self::fatal_error(slf, e, "Fatal read error on datagram transport").map(|_| false)
+            }
         }
     }
 
@@ -227,45 +284,12 @@ impl DatagramTransport {
     }
 
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let me = slf.get();
-        let (cb, proto, sock) = {
-            let st = me.st.lock();
-            if st.life.conn_lost > 0 {
-                return Ok(());
+        for i in 0..READ_BATCH {
+            if !Self::read_one(slf, i == 0)? {
+                break;
             }
-            (
-                cloned(py, &st.proto.datagram_received),
-                cloned(py, &st.proto.obj),
-                cloned(py, &st.sock),
-            )
-        };
-        let got = if me.inet {
-            sockaddr::recvfrom_bytes(py, me.fd, MAX_SIZE)
-        } else {
-            match none_or(py, sock).call_method1(pyo3::intern!(py, "recvfrom"), (MAX_SIZE,)) {
-                Ok(pair) => {
-                    let (d, a): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
-                    Ok(Some((d, a)))
-                }
-                Err(e) if sockaddr::would_block(py, &e) => Ok(None),
-                Err(e) => Err(e),
-            }
-        };
-        match got {
-            Ok(None) => Ok(()),
-            Ok(Some((data, addr))) => match cb {
-                Some(cb) => cb.bind(py).call1((data, addr)).map(drop),
-                None => none_or(py, proto)
-                    .call_method1(pyo3::intern!(py, "datagram_received"), (data, addr))
-                    .map(drop),
-            },
-            Err(e) if e.is_instance_of::<PyOSError>(py) => none_or(py, proto)
-                .call_method1(pyo3::intern!(py, "error_received"), (e.into_value(py),))
-                .map(drop),
-            Err(e) if is_fatal(py, &e) => Err(e),
-            Err(e) => Self::fatal_error(slf, e, "Fatal read error on datagram transport"),
         }
+        Ok(())
     }
 
     #[pyo3(signature = (data, addr = None))]
