@@ -10,6 +10,7 @@
 //! - `sync/`: `ferrio.sync`'s locks, semaphores, events, conditions, barriers.
 //! - `clock`: the monotonic clock.
 //! - `gilcell`: GIL-serialised cells for the loop's hot state.
+//! - `oserror`: errno from native syscalls, raised as Python raises it.
 //! - `boundary`: the panic/exception guard for raw CPython entry points.
 //! - `pyhelpers`: cached calls into `ferrio._helpers` for cold paths.
 
@@ -19,6 +20,7 @@ mod event_loop;
 mod executor;
 mod gilcell;
 mod handles;
+mod oserror;
 mod pyhelpers;
 mod reactor;
 mod sync;

@@ -20,8 +20,8 @@
 pub mod epoll;
 pub mod waker;
 
+use crate::oserror::OsResult;
 use std::collections::HashMap;
-use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -97,7 +97,7 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    pub fn new() -> io::Result<Self> {
+    pub fn new() -> OsResult<Self> {
         let epoll = Epoll::new()?;
         let waker = Waker::new()?;
         epoll.add_or_modify(waker.raw(), READABLE, WAKER_TOKEN)?;
@@ -118,7 +118,7 @@ impl Reactor {
         fd: RawFd,
         side: Side,
         handle: HandleRef,
-    ) -> io::Result<Option<HandleRef>> {
+    ) -> OsResult<Option<HandleRef>> {
         self.changed.store(true, Ordering::Relaxed);
         let mut fds = self.fds.borrow(py);
         let existed = fds.contains_key(&fd);
@@ -164,7 +164,7 @@ impl Reactor {
         side: Side,
         handle: HandleRef,
         owner: usize,
-    ) -> io::Result<Option<HandleRef>> {
+    ) -> OsResult<Option<HandleRef>> {
         {
             let mut fds = self.fds.borrow(py);
             if let Some(entry) = fds.get_mut(&fd) {
@@ -342,7 +342,7 @@ impl Reactor {
         };
         let n = match res {
             Ok(n) => n,
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+            Err(e) if e.errno() == Some(libc::EINTR) => {
                 // Run Python-level signal handlers now (Ctrl-C raises here),
                 // exactly where select.epoll.poll would.
                 py.check_signals()?;

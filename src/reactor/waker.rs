@@ -14,7 +14,7 @@
 //! producer reads `sleeping` as true and writes the eventfd. `wake_sent` collapses many producers into
 //! one write until the loop drains the eventfd.
 
-use std::io;
+use crate::oserror::{OsError, OsResult};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,11 +26,11 @@ pub struct Waker {
 }
 
 impl Waker {
-    pub fn new() -> io::Result<Self> {
+    pub fn new() -> OsResult<Self> {
         // SAFETY: plain syscall creating a new descriptor that we then own.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(OsError::last());
         }
         Ok(Waker {
             // SAFETY: `fd` is a fresh descriptor owned by no one else.

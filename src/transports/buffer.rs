@@ -5,6 +5,8 @@
 use std::cell::RefCell;
 use std::os::fd::RawFd;
 
+use crate::oserror::{OsError, OsResult};
+
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -329,8 +331,8 @@ pub fn recv(fd: RawFd, buf: *mut u8, len: usize) -> PyResult<Option<usize>> {
     // SAFETY: the caller passes `len` writable bytes at `buf`.
     let r = unsafe { libc::recv(fd, buf as *mut libc::c_void, len, 0) };
     if r < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
+        let e = OsError::last();
+        return match e.errno() {
             Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
             _ => Err(e.into()),
         };
@@ -339,7 +341,7 @@ pub fn recv(fd: RawFd, buf: *mut u8, len: usize) -> PyResult<Option<usize>> {
 }
 
 /// `send(2)` without SIGPIPE: Ok(0) when it would block.
-pub fn send(fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
+pub fn send(fd: RawFd, data: &[u8]) -> OsResult<usize> {
     // SAFETY: `data` is a valid slice for the duration of the call.
     let r = unsafe {
         libc::send(
@@ -350,8 +352,8 @@ pub fn send(fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
         )
     };
     if r < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
+        let e = OsError::last();
+        return match e.errno() {
             Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
             _ => Err(e),
         };

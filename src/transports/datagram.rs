@@ -22,6 +22,8 @@
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
+use crate::oserror::{OsError, OsResult};
+
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -81,12 +83,12 @@ fn new_proto(p: &Bound<'_, PyAny>) -> Proto {
 
 /// `send(2)` of one datagram on a connected socket: Ok(false) if it would
 /// block.
-fn send_datagram(fd: RawFd, data: &[u8]) -> std::io::Result<bool> {
+fn send_datagram(fd: RawFd, data: &[u8]) -> OsResult<bool> {
     // SAFETY: `data` is valid for its length.
     let r = unsafe { libc::send(fd, data.as_ptr() as *const libc::c_void, data.len(), 0) };
     if r < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
+        let e = OsError::last();
+        return match e.errno() {
             Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(false),
             _ => Err(e),
         };

@@ -6,6 +6,8 @@
 
 use std::os::fd::RawFd;
 
+use crate::oserror::OsError;
+
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -120,8 +122,8 @@ pub fn recvfrom_into<'py>(
         )
     };
     if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
+        let e = OsError::last();
+        return match e.errno() {
             Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
             _ => Err(e.into()),
         };

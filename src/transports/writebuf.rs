@@ -13,6 +13,8 @@
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
+use crate::oserror::{OsError, OsResult};
+
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -110,11 +112,7 @@ impl WriteBuffer {
     /// One `writev` of the queue's head. Returns the bytes written (0 when
     /// the socket would block) and the fully sent `bytes` objects to
     /// release, or the OS error.
-    pub fn flush(
-        &mut self,
-        py: Python<'_>,
-        fd: RawFd,
-    ) -> std::io::Result<(usize, Vec<Py<PyBytes>>)> {
+    pub fn flush(&mut self, py: Python<'_>, fd: RawFd) -> OsResult<(usize, Vec<Py<PyBytes>>)> {
         let n = {
             let mut iov: [libc::iovec; MAX_IOV] = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
@@ -137,8 +135,8 @@ impl WriteBuffer {
             // &mut self and the GIL, so no Python code can run meanwhile).
             let r = unsafe { libc::writev(fd, iov.as_ptr(), cnt as libc::c_int) };
             if r < 0 {
-                let e = std::io::Error::last_os_error();
-                return match e.raw_os_error() {
+                let e = OsError::last();
+                return match e.errno() {
                     Some(libc::EAGAIN) | Some(libc::EINTR) => Ok((0, Vec::new())),
                     _ => Err(e),
                 };

@@ -38,6 +38,7 @@ mod read;
 use std::os::fd::RawFd;
 
 use crate::gilcell::GilCell;
+use crate::oserror::OsError;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -200,7 +201,7 @@ impl StreamTransport {
     fn shutdown_write(&self) -> PyResult<()> {
         // SAFETY: plain syscall on our fd.
         if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } != 0 {
-            return Err(std::io::Error::last_os_error().into());
+            return Err(OsError::last().into());
         }
         Ok(())
     }
