@@ -10,6 +10,7 @@ import contextlib
 import functools
 import gc
 import signal
+import socket
 import threading
 import time
 import unittest
@@ -94,3 +95,26 @@ def pytest_terminal_summary(terminalreporter):
     if RESULTS:
         terminalreporter.section("CPython test_asyncio on ferrio")
         terminalreporter.write_line(runner.format_table(RESULTS))
+
+
+def has_ipv6() -> bool:
+    """Whether a datagram socket can bind the IPv6 loopback here."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+#: ``(family, loopback host)`` parameters for IPv4 and (where the host has
+#: it) IPv6 tests.
+INET_FAMILIES = [
+    pytest.param(socket.AF_INET, "127.0.0.1", id="ipv4"),
+    pytest.param(
+        socket.AF_INET6,
+        "::1",
+        id="ipv6",
+        marks=pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback"),
+    ),
+]

@@ -4,6 +4,8 @@ pause/resume, close. Differential: both loops."""
 
 import asyncio
 import asyncio.selector_events
+import errno
+import os
 import socket
 import sys
 
@@ -14,6 +16,7 @@ class Rec(asyncio.DatagramProtocol):
     def __init__(self, loop):
         self.got = []
         self.errors = []
+        self.excs = []
         self.lost = loop.create_future()
         self.transport = None
 
@@ -26,6 +29,7 @@ class Rec(asyncio.DatagramProtocol):
 
     def error_received(self, exc):
         self.errors.append(type(exc).__name__)
+        self.excs.append(exc)
 
     def connection_lost(self, exc):
         self.lost.set_result(exc)
@@ -142,9 +146,12 @@ def test_error_received_on_refused(loop):
         await wait_for_count(p.errors, 1)
         t.close()
         await p.lost
-        return set(p.errors)
+        return {(type(e).__name__, e.errno, e.strerror) for e in p.excs}
 
-    assert loop.run_until_complete(main()) == {"ConnectionRefusedError"}
+    refused = errno.ECONNREFUSED
+    assert loop.run_until_complete(main()) == {
+        ("ConnectionRefusedError", refused, os.strerror(refused))
+    }
 
 
 @pytest.mark.skipif(

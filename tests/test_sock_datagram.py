@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from conftest import has_ipv6
+
 pytestmark = pytest.mark.skipif(
     sys.version_info < (3, 11), reason="sock_recvfrom/sock_sendto are 3.11+"
 )
@@ -29,15 +31,6 @@ async def raised(aw, timeout=5):
     except Exception as e:
         return type(e)
     return None
-
-
-def has_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize(

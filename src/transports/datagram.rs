@@ -30,10 +30,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::addrcache::AddrCache;
 use super::buffer::RawBuf;
 use super::common::{self, cloned, is_fatal, none_or, report_fatal, Life};
-use super::sockaddr;
+use super::sockaddr::{self, SockAddr};
 use crate::event_loop::Loop;
+use crate::gilcell::GilCell;
 use crate::reactor::Side;
 
 /// asyncio's `max_size` for datagram reads.
@@ -65,8 +67,12 @@ struct State {
 pub struct DatagramTransport {
     fd: RawFd,
     lp: Py<Loop>,
-    /// AF_INET/AF_INET6: addresses are built natively.
+    /// AF_INET/AF_INET6: addresses are built and parsed natively.
     inet: bool,
+    /// The socket's family (for parsing `sendto` addresses).
+    family: i32,
+    /// Recent senders' addresses (inet only; see addrcache.rs).
+    addrs: GilCell<AddrCache>,
     /// `extra['peername']` was set (the socket is connected).
     connected: bool,
     /// 3.13+: empty datagrams are sent, queued datagrams count 8 more bytes.
@@ -121,6 +127,13 @@ impl DatagramTransport {
                 Sent::WouldBlock
             });
         }
+        if let Some(sa) = addr.and_then(|a| self.native_address(py, a)) {
+            let view = RawBuf::get(data, false)?;
+            return Ok(match sa.sendto(self.fd, view.as_slice())? {
+                Some(_) => Sent::Done,
+                None => Sent::WouldBlock,
+            });
+        }
         let sock = none_or(py, cloned(py, &self.st.lock().sock));
         let addr = match addr {
             Some(a) => a.clone(),
@@ -131,6 +144,33 @@ impl DatagramTransport {
             Err(e) if sockaddr::would_block(py, &e) => Ok(Sent::WouldBlock),
             Err(e) => Err(e),
         }
+    }
+
+    /// The Python address for a sender: the cached tuple, or a new one
+    /// (cached for the next datagram and for a reply's `sendto`).
+    fn address_of<'py>(&self, py: Python<'py>, sa: &SockAddr) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(a) = self.addrs.borrow(py).get(py, sa) {
+            return Ok(a.into_bound(py));
+        }
+        // Built outside the borrow: allocating the tuple may run the
+        // garbage collector, and with it arbitrary Python code.
+        let a = sa.python_address(py)?;
+        let evicted = self.addrs.borrow(py).put(*sa, a.clone().unbind());
+        drop(evicted); // after the borrow: the last reference may go here
+        Ok(a)
+    }
+
+    /// The sockaddr for an unconnected `sendto` to `addr` when it can be
+    /// sent natively: an inet socket still open (once closing, the fd may
+    /// be closed and reused, so the socket object's own method answers),
+    /// and an address that is the last tuple handed out or one
+    /// `SockAddr::from_python` parses. None: the socket object sends.
+    fn native_address(&self, py: Python<'_>, addr: &Bound<'_, PyAny>) -> Option<SockAddr> {
+        if !self.inet || self.st.lock().life.conn_lost > 0 {
+            return None;
+        }
+        let hit = self.addrs.borrow(py).find(addr);
+        hit.or_else(|| SockAddr::from_python(self.family, addr))
     }
 
     /// One datagram, as asyncio's `_read_ready` reads it: Ok(true) when a
@@ -155,7 +195,11 @@ impl DatagramTransport {
             )
         };
         let got = if me.inet {
-            sockaddr::recvfrom_bytes(py, me.fd, MAX_SIZE)
+            match sockaddr::recvfrom_bytes_raw(py, me.fd, MAX_SIZE) {
+                Ok(Some((data, sa))) => me.address_of(py, &sa).map(|a| Some((data, a))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }
         } else {
             match none_or(py, sock).call_method1(pyo3::intern!(py, "recvfrom"), (MAX_SIZE,)) {
                 Ok(pair) => {
@@ -261,7 +305,9 @@ impl DatagramTransport {
         Ok(DatagramTransport {
             fd,
             lp,
-            inet: family == libc::AF_INET || family == libc::AF_INET6,
+            inet: sockaddr::is_inet(family),
+            family,
+            addrs: GilCell::new(AddrCache::default()),
             connected,
             header,
             st: Mutex::new(State {

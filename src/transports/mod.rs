@@ -10,7 +10,10 @@
 //!   transport.
 //! - `sockops.rs`: `sock_recv`, `sock_recv_into`, `sock_sendall`,
 //!   `sock_recvfrom`, `sock_recvfrom_into`, `sock_sendto`.
-//! - `sockaddr.rs`: `recvfrom` with Python-style sender addresses.
+//! - `sockaddr.rs`: AF_INET/AF_INET6 addresses between Python and the
+//!   kernel (`recvfrom` with Python-style sender addresses, numeric
+//!   `sendto` addresses parsed natively).
+//! - `addrcache.rs`: a datagram transport's recent senders' address tuples.
 //! - `common.rs`: error reporting and flow-control calls shared by cores.
 //! - `buffer.rs`: buffer-protocol views and `recv`/`send` helpers.
 //!
@@ -18,6 +21,7 @@
 //! subclasses the matching `asyncio` transport ABC (their `__slots__` rule
 //! out a PyO3 subclass) and does the per-connection setup in Python.
 
+pub mod addrcache;
 pub mod buffer;
 pub mod common;
 pub mod datagram;

@@ -16,10 +16,11 @@
 //! at once, else a future to await.
 //!
 //! Datagram receives on AF_INET/AF_INET6 sockets are `recvfrom(2)` here
-//! (sockaddr.rs builds the address); other families, and every `sendto`,
-//! call the socket object's own method, which parses and builds every
-//! address form Python knows (hostnames in a `sendto` address resolve there,
-//! blocking, exactly as on asyncio's loop).
+//! (sockaddr.rs builds the address), and so are `sendto`s to numeric
+//! address tuples; other families and other addresses call the socket
+//! object's own method, which parses and builds every address form Python
+//! knows (hostnames in a `sendto` address resolve there, blocking, exactly
+//! as on asyncio's loop).
 
 use std::os::fd::RawFd;
 
@@ -321,12 +322,25 @@ fn try_recvfrom_into(
 }
 
 /// One `sock.sendto(data, address)`: the byte count, or None if not ready.
+/// A numeric inet address is sent with `sendto(2)` here; anything else by
+/// the socket object (`SockAddr::from_python` says which).
 fn try_sendto(
     sock: &Bound<'_, PyAny>,
     data: &Bound<'_, PyAny>,
     addr: &Bound<'_, PyAny>,
 ) -> PyResult<Option<Py<PyAny>>> {
     let py = sock.py();
+    let family = sockaddr::family(sock)?;
+    if sockaddr::is_inet(family) {
+        if let Some(sa) = sockaddr::SockAddr::from_python(family, addr) {
+            let fd = fileno(sock)?;
+            let view = RawBuf::get(data, false)?;
+            return match sa.sendto(fd, view.as_slice())? {
+                Some(n) => Ok(Some(n.into_pyobject(py)?.into_any().unbind())),
+                None => Ok(None),
+            };
+        }
+    }
     unless_blocked(
         py,
         sock.call_method1(pyo3::intern!(py, "sendto"), (data, addr)),
@@ -484,7 +498,7 @@ pub fn sock_recvfrom(
     }
     let n = n as usize;
     let fd = fileno(sock)?;
-    let inet = sockaddr::is_inet(sock)?;
+    let inet = sockaddr::is_inet(sockaddr::family(sock)?);
     let now = try_recvfrom(sock, fd, n, inet)?;
     SockOp::now_or_later(lp, sock, fd, Side::Read, now, || Kind::RecvFrom(n, inet))
 }
@@ -511,7 +525,7 @@ pub fn sock_recvfrom_into(
     }
     let nbytes = nbytes as usize;
     let fd = fileno(sock)?;
-    let inet = sockaddr::is_inet(sock)?;
+    let inet = sockaddr::is_inet(sockaddr::family(sock)?);
     let now = try_recvfrom_into(sock, fd, buf, nbytes, inet)?;
     SockOp::now_or_later(lp, sock, fd, Side::Read, now, || {
         Kind::RecvFromInto(buf.clone().unbind(), nbytes, inet)
