@@ -270,3 +270,103 @@ def test_recv_sizes_and_socket_subclass(loop):
     finally:
         c.close()
         s.close()
+
+
+class Recording(socket.socket):
+    """A socket subclass whose data methods record their calls: asyncio's
+    loop calls them, so a loop must not go around them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+
+def _recorded(name):
+    def method(self, *args):
+        self.calls.append(name)
+        return getattr(super(Recording, self), name)(*args)
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("recv", "recv_into", "send", "recvfrom", "recvfrom_into", "sendto"):
+    setattr(Recording, _name, _recorded(_name))
+
+
+def test_socket_subclass_methods_are_called(loop):
+    async def main():
+        a, b = socket.socketpair()
+        ra = Recording(fileno=a.detach())
+        rb = Recording(fileno=b.detach())
+        for s in (ra, rb):
+            s.setblocking(False)
+        got = []
+        try:
+            await loop.sock_sendall(ra, b"abc")
+            got.append(await loop.sock_recv(rb, 10))
+            waiting = loop.create_task(loop.sock_recv(rb, 10))  # has to wait
+            await asyncio.sleep(0.01)
+            await loop.sock_sendall(ra, b"later")
+            got.append(await waiting)
+            await loop.sock_sendall(ra, b"xy")
+            buf = bytearray(10)
+            n = await loop.sock_recv_into(rb, buf)
+            got.append(bytes(buf[:n]))
+            calls = [ra.calls, rb.calls]
+            if hasattr(loop, "sock_recvfrom"):  # 3.11+
+                u1 = Recording(socket.AF_INET, socket.SOCK_DGRAM)
+                u2 = Recording(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    for s in (u1, u2):
+                        s.bind(("127.0.0.1", 0))
+                        s.setblocking(False)
+                    await loop.sock_sendto(u1, b"d1", u2.getsockname())
+                    got.append((await loop.sock_recvfrom(u2, 10))[0])
+                    await loop.sock_sendto(u1, b"d2", u2.getsockname())
+                    buf = bytearray(10)
+                    n, _ = await loop.sock_recvfrom_into(u2, buf)
+                    got.append(bytes(buf[:n]))
+                    calls += [u1.calls, u2.calls]
+                finally:
+                    u1.close()
+                    u2.close()
+            return got, calls
+        finally:
+            ra.close()
+            rb.close()
+
+    got, calls = loop.run_until_complete(main())
+    assert got[:3] == [b"abc", b"later", b"xy"]
+    assert calls[0] == ["send", "send", "send"]
+    assert calls[1][0] == "recv" and calls[1][-1] == "recv_into"
+    assert set(calls[1][:-1]) == {"recv"}  # once more after the wait
+    if len(calls) > 2:
+        assert got[3:] == [b"d1", b"d2"]
+        assert calls[2:] == [["sendto", "sendto"], ["recvfrom", "recvfrom_into"]]
+
+
+def test_mock_socket_with_patched_sendto(loop):
+    """As CPython's test_sock_lowlevel does: a ``Mock(sock)`` whose sendto
+    first says BlockingIOError, then is the real one."""
+    if not hasattr(loop, "sock_sendto"):
+        pytest.skip("sock_sendto is 3.11+")
+    from unittest import mock
+
+    async def main():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink, socket.socket(
+            socket.AF_INET, socket.SOCK_DGRAM
+        ) as sock:
+            sink.bind(("127.0.0.1", 0))
+            sink.setblocking(False)
+            sock.setblocking(False)
+            fake = mock.Mock(sock)
+            fake.gettimeout = sock.gettimeout
+            fake.fileno = sock.fileno
+            fake.sendto.configure_mock(side_effect=BlockingIOError)
+            loop.call_soon(lambda: setattr(fake, "sendto", sock.sendto))
+            n = await loop.sock_sendto(fake, b"hello", sink.getsockname())
+            data, _ = await loop.sock_recvfrom(sink, 10)
+            return n, data
+
+    assert loop.run_until_complete(main()) == (5, b"hello")

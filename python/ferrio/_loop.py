@@ -251,6 +251,14 @@ _BORROWED = {
         "_sock_connect_cb",
         "sock_accept",
         "_sock_accept",
+        # the per-packet sock_* methods' selector versions, for sockets
+        # that are not plain socket.socket objects (see _sockets.py)
+        "_sock_recv",
+        "_sock_recv_into",
+        "_sock_sendall",
+        "_sock_recvfrom",
+        "_sock_recvfrom_into",
+        "_sock_sendto",
         "_sendfile_native",
     ),
     unix_events._UnixSelectorEventLoop: (

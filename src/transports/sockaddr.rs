@@ -16,7 +16,7 @@ use crate::oserror::{OsError, OsResult};
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
 
 /// Reads up to this size go through the per-thread scratch buffer
 /// (`buffer::with_scratch`); bigger ones get their own.
@@ -26,9 +26,19 @@ const SCRATCH_SIZE: usize = 256 * 1024;
 /// property of that name converts it to an enum in Python code).
 static FAMILY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// `sock.family` as an int, read through the C-level member.
-pub fn family(sock: &Bound<'_, PyAny>) -> PyResult<i32> {
+/// `socket.socket`.
+static SOCKET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `sock.family` as an int, read through the C-level member, if `sock` is
+/// exactly a `socket.socket` (no instance dict: its methods are the C
+/// ones). None for anything else — a subclass, a wrapper, a test's `Mock`
+/// — whose own `recvfrom`/`sendto` must then be called, as asyncio does.
+pub fn native_family(sock: &Bound<'_, PyAny>) -> PyResult<Option<i32>> {
     let py = sock.py();
+    let socket_type = SOCKET_TYPE.import(py, "socket", "socket")?;
+    if !sock.get_type().is(socket_type) {
+        return Ok(None);
+    }
     let member = FAMILY.get_or_try_init(py, || {
         py.import("_socket")?
             .getattr("socket")?
@@ -40,6 +50,12 @@ pub fn family(sock: &Bound<'_, PyAny>) -> PyResult<i32> {
         .bind(py)
         .call_method1(pyo3::intern!(py, "__get__"), (sock,))?
         .extract()
+        .map(Some)
+}
+
+/// Whether `sock` is a plain AF_INET/AF_INET6 socket (see `native_family`).
+pub fn native_inet(sock: &Bound<'_, PyAny>) -> PyResult<Option<i32>> {
+    Ok(native_family(sock)?.filter(|f| is_inet(*f)))
 }
 
 /// Whether `family` is AF_INET or AF_INET6 (addresses handled natively).

@@ -21,6 +21,12 @@
 //! object's own method, which parses and builds every address form Python
 //! knows (hostnames in a `sendto` address resolve there, blocking, exactly
 //! as on asyncio's loop).
+//!
+//! Only plain `socket.socket` objects get here: python/ferrio/_sockets.py
+//! sends any other object (a subclass, a wrapper, a test's `Mock`) to
+//! asyncio's selector code, which calls its methods. The datagram paths
+//! check again (`sockaddr::native_family`), as they read the C-level
+//! `family` member.
 
 use std::os::fd::RawFd;
 
@@ -330,8 +336,7 @@ fn try_sendto(
     addr: &Bound<'_, PyAny>,
 ) -> PyResult<Option<Py<PyAny>>> {
     let py = sock.py();
-    let family = sockaddr::family(sock)?;
-    if sockaddr::is_inet(family) {
+    if let Some(family) = sockaddr::native_inet(sock)? {
         if let Some(sa) = sockaddr::SockAddr::from_python(family, addr) {
             let fd = fileno(sock)?;
             let view = RawBuf::get(data, false)?;
@@ -498,7 +503,7 @@ pub fn sock_recvfrom(
     }
     let n = n as usize;
     let fd = fileno(sock)?;
-    let inet = sockaddr::is_inet(sockaddr::family(sock)?);
+    let inet = sockaddr::native_inet(sock)?.is_some();
     let now = try_recvfrom(sock, fd, n, inet)?;
     SockOp::now_or_later(lp, sock, fd, Side::Read, now, || Kind::RecvFrom(n, inet))
 }
@@ -525,7 +530,7 @@ pub fn sock_recvfrom_into(
     }
     let nbytes = nbytes as usize;
     let fd = fileno(sock)?;
-    let inet = sockaddr::is_inet(sockaddr::family(sock)?);
+    let inet = sockaddr::native_inet(sock)?.is_some();
     let now = try_recvfrom_into(sock, fd, buf, nbytes, inet)?;
     SockOp::now_or_later(lp, sock, fd, Side::Read, now, || {
         Kind::RecvFromInto(buf.clone().unbind(), nbytes, inet)
