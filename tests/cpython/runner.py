@@ -68,6 +68,12 @@ MODULES = [
     # TLS: asyncio's own SSLProtocol over ferrio's native transport (absent
     # from 3.10's test package: reported missing and skipped there)
     "test_ssl",
+    # start_tls functional tests (BaseStartTLS through SelectorStartTLSTests,
+    # its new_loop patched) and SSLProtocol handshake tests on a real loop
+    "test_sslproto",
+    # the real-loop classes of test_unix_events: Unix socket servers and
+    # connections, add_reader argument checks (CLASS_FILTER)
+    "test_unix_events",
     # subprocesses (asyncio's transports on ferrio's fd watching); the whole
     # module runs, every child-watcher class included
     "test_subprocess",
@@ -80,6 +86,8 @@ MODULES = [
 
 # Modules run only in part: a predicate on the test class name.
 CLASS_FILTER = {
+    "test_sslproto": lambda name: name in ("SelectorStartTLSTests", "SslProtoHandshakeTests"),
+    "test_unix_events": lambda name: name in ("SelectorEventLoopUnixSocketTests", "TestFunctional"),
     "test.test_concurrent_futures": lambda name: "ThreadPool" in name,
 }
 
@@ -200,6 +208,29 @@ def _new_loop_patch(class_name):
     return adapt
 
 
+def _setup_patch(class_name):
+    """Make a class whose setUp builds ``asyncio.SelectorEventLoop()``
+    get our loop instead (the rest of its setUp is kept)."""
+
+    def adapt(mod) -> None:
+        import asyncio
+
+        cls = getattr(mod, class_name)
+        original = cls.setUp
+
+        def setUp(self):
+            selector_loop = asyncio.SelectorEventLoop
+            asyncio.SelectorEventLoop = lambda *a, **k: asyncio.new_event_loop()
+            try:
+                original(self)
+            finally:
+                asyncio.SelectorEventLoop = selector_loop
+
+        cls.setUp = setUp
+
+    return adapt
+
+
 ADAPTERS = {
     "test_events": _adapt_test_events,
     "test_runners": _adapt_test_runners,
@@ -207,6 +238,8 @@ ADAPTERS = {
     "test_sendfile": _mixin_adapter("SendfileTestsBase", "LoopSendfileTests"),
     "test_server": _new_loop_patch("SelectorStartServerTests"),
     "test_buffered_proto": _new_loop_patch("BufferedProtocolSelectorTests"),
+    "test_sslproto": _new_loop_patch("SelectorStartTLSTests"),
+    "test_unix_events": _setup_patch("SelectorEventLoopUnixSocketTests"),
 }
 
 
