@@ -1,4 +1,4 @@
-"""A server staying up under a mix of misbehaving clients, run on both
+"""Servers staying up under a mix of misbehaving clients, run on both
 loops: well-behaved echo clients interleaved with clients that reset the
 connection mid-stream, half-close, stop reading while sending a lot (the
 server's writes back up and flow control pauses it), send a message the
@@ -6,6 +6,9 @@ protocol raises on, or connect and leave at once. Afterwards the server
 must still serve a well-behaved client, every well-behaved client must
 have had every byte echoed, the exception handler must have seen exactly
 the protocol's own failures, and no file descriptor may be left open.
+The same for an asyncio streams line server (whose reader ferrio feeds
+natively): lines past the reader's limit, resets and EOF mid-line end
+each connection exactly as on asyncio.
 
 Bounded: a fixed number of clients (seeded random mix), at most 50 at
 once, the whole run under a time limit; servers bind 127.0.0.1 only.
@@ -197,4 +200,91 @@ def test_server_survives_misbehaving_clients(loop):
     loop.errors.clear()
     assert len(reports) == raised
     assert all(isinstance(e, Boom) for e in reports)
+    assert open_fds() == before
+
+
+# -- the same for an asyncio streams server (ferrio feeds its StreamReader
+# natively): a line-echo handler that records how each connection ended.
+
+LIMIT = 16 * 1024
+
+
+async def line_client(loop, port, rng, kind):
+    sock = await connect(loop, port)
+    try:
+        if kind == "lines":
+            lines = [rng.randbytes(rng.choice([0, 10, 3000])).replace(b"\n", b"") + b"\n" for _ in range(5)]
+            for line in lines:
+                await loop.sock_sendall(sock, line)
+                if await recv_exactly(loop, sock, len(line)) != line:
+                    return False
+            return True
+        if kind == "too-long":
+            await loop.sock_sendall(sock, b"x" * (LIMIT * 2))
+        elif kind == "reset-mid-line":
+            await loop.sock_sendall(sock, b"no newline yet")
+            await asyncio.sleep(0.01)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif kind == "eof-mid-line":
+            await loop.sock_sendall(sock, b"partial")
+            sock.shutdown(socket.SHUT_WR)
+            got, _ = await recv_until_eof(loop, sock)
+            return got == b""
+        return True
+    finally:
+        sock.close()
+
+
+LINE_KINDS = ["lines"] * 6 + ["too-long", "reset-mid-line", "eof-mid-line"]
+
+
+def test_streams_server_survives_misbehaving_clients(loop):
+    rng = random.Random(4122026)
+    plan = rng.choices(LINE_KINDS, k=600)
+    before = open_fds()
+    endings = []
+
+    async def handler(reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line.endswith(b"\n"):
+                    endings.append("eof" if not line else "eof-partial")
+                    break
+                writer.write(line)
+                await writer.drain()
+        except Exception as e:
+            endings.append(type(e).__name__)
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, limit=LIMIT)
+        port = server.sockets[0].getsockname()[1]
+        sem = asyncio.Semaphore(CONCURRENT)
+
+        async def run(kind, seed):
+            async with sem:
+                return kind, await line_client(loop, port, random.Random(seed), kind)
+
+        results = await asyncio.wait_for(
+            asyncio.gather(*(run(k, rng.random()) for k in plan)), LIMIT_S
+        )
+        last = await line_client(loop, port, random.Random(2), "lines")
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.05)
+        return results, last
+
+    results, last = loop.run_until_complete(main())
+    assert [k for k, ok in results if not ok] == []
+    assert last
+    expected = {
+        "eof": plan.count("lines") + 1,
+        "ValueError": plan.count("too-long"),
+        "ConnectionResetError": plan.count("reset-mid-line"),
+        "eof-partial": plan.count("eof-mid-line"),
+    }
+    got = {k: endings.count(k) for k in set(endings)}
+    assert got == {k: v for k, v in expected.items() if v}
     assert open_fds() == before
