@@ -90,8 +90,8 @@ def test_sendto_errors(loop):
         for bad in ("text", 5, None):
             try:
                 cli_t.sendto(bad)
-            except TypeError:
-                out.append("TypeError")
+            except TypeError as e:
+                out.append(str(e))
         try:
             cli_t.sendto(b"x", ("127.0.0.1", 1))
         except ValueError as e:
@@ -108,7 +108,10 @@ def test_sendto_errors(loop):
         return out, [d for d, _ in srv.got]
 
     out, got = loop.run_until_complete(main())
-    assert out == ["TypeError"] * 3 + ["Invalid address"]
+    assert out == [
+        f"data argument must be a bytes-like object, not {name!r}"
+        for name in ("str", "int", "NoneType")
+    ] + ["Invalid address"]
     assert got == [b"ok"]
 
 

@@ -153,7 +153,7 @@ def test_bad_arguments(loop):
             try:
                 await coro
             except Exception as e:  # noqa: BLE001
-                errs.append(type(e).__name__)
+                errs.append((type(e).__name__, str(e)))
 
         try:
             await catch(loop.sock_recv(b, -1))
@@ -161,6 +161,7 @@ def test_bad_arguments(loop):
             await catch(loop.sock_sendall(a, "text"))
             await catch(loop.sock_sendall(a, 123))
             await catch(loop.sock_recv_into(b, b"immutable"))
+            await catch(loop.sock_recv_into(b, 5))
             await catch(loop.sock_recv(object(), 1))
         finally:
             a.close()
@@ -170,7 +171,17 @@ def test_bad_arguments(loop):
         return errs
 
     errs = loop.run_until_complete(main())
-    assert errs == ["ValueError", "TypeError", "TypeError", "TypeError", "TypeError", "AttributeError", "OSError", "OSError"]
+    assert errs == [
+        ("ValueError", "negative buffersize in recv"),
+        ("TypeError", "'str' object cannot be interpreted as an integer"),
+        ("TypeError", "a bytes-like object is required, not 'str'"),
+        ("TypeError", "a bytes-like object is required, not 'int'"),
+        ("TypeError", "recv_into() argument 1 must be read-write bytes-like object, not bytes"),
+        ("TypeError", "recv_into() argument 1 must be read-write bytes-like object, not int"),
+        ("AttributeError", "'object' object has no attribute 'recv'"),
+        ("OSError", "[Errno 9] Bad file descriptor"),
+        ("OSError", "[Errno 9] Bad file descriptor"),
+    ]
 
 
 def test_blocking_socket_rejected_in_debug_mode(loop):

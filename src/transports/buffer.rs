@@ -18,13 +18,33 @@ pub struct RawBuf {
 }
 
 impl RawBuf {
-    pub fn get(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Self> {
+    /// A read-only view of `obj` (what `send`/`write` take).
+    pub fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Self::view(obj, ffi::PyBUF_SIMPLE).map_err(|(e, _)| e)
+    }
+
+    /// A writable view of `obj` as the target of the socket method
+    /// `method` (`recv_into`, `recvfrom_into`): anything that is not a
+    /// read-write buffer fails as that method's argument parsing does
+    /// (`TypeError: recv_into() argument 1 must be read-write bytes-like
+    /// object, not bytes`), the same on 3.10-3.13.
+    pub fn recv_target(obj: &Bound<'_, PyAny>, method: &str) -> PyResult<Self> {
+        Self::view(obj, ffi::PyBUF_WRITABLE).map_err(|(e, no_buffer)| {
+            if !no_buffer {
+                return e;
+            }
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "{method}() argument 1 must be read-write bytes-like object, not {}",
+                super::common::type_name(obj)
+            ))
+        })
+    }
+
+    /// `PyObject_GetBuffer(obj, flags)`; on failure the error and whether
+    /// it says `obj` has no such buffer (TypeError/BufferError) rather
+    /// than something else going wrong.
+    fn view(obj: &Bound<'_, PyAny>, flags: std::os::raw::c_int) -> Result<Self, (PyErr, bool)> {
         let mut view: Box<ffi::Py_buffer> = Box::new(ffi::Py_buffer::new());
-        let flags = if writable {
-            ffi::PyBUF_WRITABLE
-        } else {
-            ffi::PyBUF_SIMPLE
-        };
         // SAFETY: GIL held; `view` is a valid, exclusively owned Py_buffer
         // that PyObject_GetBuffer fills (or leaves untouched on error).
         let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) };
@@ -32,17 +52,9 @@ impl RawBuf {
             let py = obj.py();
             let err = PyErr::take(py)
                 .unwrap_or_else(|| PyBufferError::new_err("object does not expose a buffer"));
-            if writable && err.is_instance_of::<PyBufferError>(py) {
-                // What socket.recv_into raises for a read-only buffer.
-                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "a read-write bytes-like object is required, not '{}'",
-                    obj.get_type()
-                        .name()
-                        .map(|n| n.to_string())
-                        .unwrap_or_default()
-                )));
-            }
-            return Err(err);
+            let no_buffer = err.is_instance_of::<PyBufferError>(py)
+                || err.is_instance_of::<pyo3::exceptions::PyTypeError>(py);
+            return Err((err, no_buffer));
         }
         Ok(RawBuf { view })
     }

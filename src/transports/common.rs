@@ -252,6 +252,23 @@ pub fn warn_lost_write(py: Python<'_>, warn: bool) -> PyResult<()> {
     Ok(())
 }
 
+/// `type(obj).__name__` (empty if even that fails).
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+/// asyncio's TypeError for `write`/`sendto` data that is not bytes,
+/// bytearray or memoryview (`{type(data).__name__!r}`: single quotes).
+pub fn not_bytes_like(data: &Bound<'_, PyAny>) -> PyErr {
+    pyo3::exceptions::PyTypeError::new_err(format!(
+        "data argument must be a bytes-like object, not '{}'",
+        type_name(data)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Life;

@@ -25,7 +25,7 @@ use std::os::fd::RawFd;
 use crate::oserror::{OsError, OsResult};
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
@@ -120,7 +120,7 @@ impl DatagramTransport {
         addr: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Sent> {
         if self.connected {
-            let view = RawBuf::get(data, false)?;
+            let view = RawBuf::get(data)?;
             return Ok(if send_datagram(self.fd, view.as_slice())? {
                 Sent::Done
             } else {
@@ -128,7 +128,7 @@ impl DatagramTransport {
             });
         }
         if let Some(sa) = addr.and_then(|a| self.native_address(py, a)) {
-            let view = RawBuf::get(data, false)?;
+            let view = RawBuf::get(data)?;
             return Ok(match sa.sendto(self.fd, view.as_slice())? {
                 Some(_) => Sent::Done,
                 None => Sent::WouldBlock,
@@ -352,10 +352,7 @@ impl DatagramTransport {
             || data.is_instance_of::<PyByteArray>()
             || data.is_instance_of::<PyMemoryView>())
         {
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not {:?}",
-                data.get_type().name()?.to_string()
-            )));
+            return Err(common::not_bytes_like(data));
         }
         let len = data.len()?;
         if len == 0 && me.header == 0 {
@@ -390,7 +387,7 @@ impl DatagramTransport {
             }
         }
         // Queue an immutable copy.
-        let copy = PyBytes::new(py, RawBuf::get(data, false)?.as_slice()).unbind();
+        let copy = PyBytes::new(py, RawBuf::get(data)?.as_slice()).unbind();
         {
             let mut st = me.st.lock();
             st.queue.push_back((copy, addr.map(Bound::unbind)));

@@ -237,7 +237,7 @@ impl SockOp {
             Some(Kind::RecvInto(buf)) => {
                 let buf = buf.clone_ref(py);
                 drop(kind);
-                let view = RawBuf::get(buf.bind(py), true)?;
+                let view = RawBuf::recv_target(buf.bind(py), "recv_into")?;
                 Ok(buffer::recv(self.fd, view.as_mut_ptr(), view.len())?
                     .map(|n| n.into_pyobject(py).map(|o| o.into_any().unbind()))
                     .transpose()?)
@@ -312,7 +312,7 @@ fn try_recvfrom_into(
             sock.call_method1(pyo3::intern!(py, "recvfrom_into"), (buf, nbytes)),
         );
     }
-    let view = RawBuf::get(buf, true)?;
+    let view = RawBuf::recv_target(buf, "recvfrom_into")?;
     // Checked on every attempt: the buffer may have shrunk while waiting.
     if nbytes > view.len() {
         return Err(PyValueError::new_err(
@@ -339,7 +339,7 @@ fn try_sendto(
     if let Some(family) = sockaddr::native_inet(sock)? {
         if let Some(sa) = sockaddr::SockAddr::from_python(family, addr) {
             let fd = fileno(sock)?;
-            let view = RawBuf::get(data, false)?;
+            let view = RawBuf::get(data)?;
             return match sa.sendto(fd, view.as_slice())? {
                 Some(n) => Ok(Some(n.into_pyobject(py)?.into_any().unbind())),
                 None => Ok(None),
@@ -452,7 +452,7 @@ pub fn sock_recv_into(
     check_sock(lp, sock)?;
     let fd = fileno(sock)?;
     let got = {
-        let view = RawBuf::get(buf, true)?;
+        let view = RawBuf::recv_target(buf, "recv_into")?;
         buffer::recv(fd, view.as_mut_ptr(), view.len())?
     };
     let now = match got {
@@ -475,7 +475,7 @@ pub fn sock_sendall(
     let py = lp.py();
     check_sock(lp, sock)?;
     let fd = fileno(sock)?;
-    let view = RawBuf::get(data, false)?;
+    let view = RawBuf::get(data)?;
     let bytes = view.as_slice();
     let n = if bytes.is_empty() {
         0

@@ -39,7 +39,7 @@ use std::os::fd::RawFd;
 
 use crate::gilcell::GilCell;
 use crate::oserror::OsError;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
@@ -422,13 +422,10 @@ impl StreamTransport {
             return Self::write_slice(slf, bytes, Some(b));
         }
         if !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not {:?}",
-                data.get_type().name()?.to_string()
-            )));
+            return Err(common::not_bytes_like(data));
         }
         slf.get().check_writable(slf.py(), "write")?;
-        let view = match RawBuf::get(data, false) {
+        let view = match RawBuf::get(data) {
             Ok(v) => v,
             // A non-contiguous memoryview (`mv[::2]`): asyncio hands it to
             // `sock.send` (or, 3.12+, `sendmsg` later), which refuses it

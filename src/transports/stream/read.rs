@@ -135,7 +135,7 @@ impl StreamTransport {
                 return Self::fatal_error(slf, e, "Fatal error: protocol.get_buffer() call failed.")
             }
         };
-        let n = match RawBuf::get(&buf, true)
+        let n = match RawBuf::recv_target(&buf, "recv_into")
             .and_then(|view| buffer::recv(me.fd, view.as_mut_ptr(), view.len()))
         {
             Ok(None) => return Ok(()),
