@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import socket
 
 import pytest
 
@@ -172,3 +173,98 @@ def test_unretrieved_task_exception_reported(loop):
     msgs = [e["message"] for e in loop.errors]
     assert any("Task exception was never retrieved" in m for m in msgs)
     loop.errors.clear()
+
+
+class RaisingProtocol(asyncio.Protocol, asyncio.DatagramProtocol):
+    """Raises ``exc_type`` from the method named ``where`` (stream and
+    datagram protocol methods alike)."""
+
+    def __init__(self, where, exc_type):
+        self.where, self.exc_type = where, exc_type
+
+    def _maybe(self, name):
+        if name == self.where:
+            raise self.exc_type()
+
+    def connection_made(self, transport):
+        self._maybe("connection_made")
+
+    def data_received(self, data):
+        self._maybe("data_received")
+
+    def connection_lost(self, exc):
+        self._maybe("connection_lost")
+
+    def datagram_received(self, data, addr):
+        self._maybe("datagram_received")
+
+    def error_received(self, exc):
+        self._maybe("error_received")
+
+
+async def exercise_stream(loop, factory, held):
+    """A connection that receives data, then is closed (``held`` collects
+    what to close if an interrupt cuts this short)."""
+    lst = socket.socket()
+    held.append(lst)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    tr, _ = await loop.create_connection(factory, *lst.getsockname())
+    held.append(tr)
+    peer, _ = lst.accept()
+    held.append(peer)
+    peer.sendall(b"x")
+    await asyncio.sleep(0.05)
+    tr.close()
+    await asyncio.sleep(0.05)
+
+
+async def exercise_datagram(loop, factory, held):
+    """A datagram received, and an ICMP refusal reported (error_received)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    dead = probe.getsockname()  # nobody listens here once closed
+    probe.close()
+    server, _ = await loop.create_datagram_endpoint(factory, local_addr=("127.0.0.1", 0))
+    held.append(server)
+    refused, _ = await loop.create_datagram_endpoint(factory, remote_addr=dead)
+    held.append(refused)
+    refused.sendto(b"x")  # error_received(ConnectionRefusedError) follows
+    await asyncio.sleep(0.05)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.sendto(b"hi", server.get_extra_info("sockname"))
+    await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize(
+    "where",
+    ["connection_made", "data_received", "connection_lost", "datagram_received", "error_received"],
+)
+def test_base_exception_from_protocol_method_propagates(loop, where, exc_type):
+    """A KeyboardInterrupt/SystemExit out of a protocol method ends
+    run_until_complete with it (the exception handler sees nothing), and
+    the loop stays usable; an ordinary exception there would go to the
+    handler instead."""
+    exercise = exercise_stream if where in ("connection_made", "data_received", "connection_lost") else exercise_datagram
+    made = []
+
+    def factory():
+        made.append(RaisingProtocol(where, exc_type))
+        return made[-1]
+
+    held = []
+    with pytest.raises(exc_type):
+        loop.run_until_complete(exercise(loop, factory, held))
+    assert loop.run_until_complete(asyncio.sleep(0, "usable")) == "usable"
+    # Clean up what the interrupt left: the interrupted task, sockets and
+    # transports (their protocols no longer raise).
+    for p in made:
+        p.where = None
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(task)
+    for h in held:
+        h.close()
+    loop.run_until_complete(asyncio.sleep(0.01))
