@@ -611,3 +611,70 @@ def test_tls_streams_and_start_tls(loop):
         return first, cipher is not None, go, second
 
     assert loop.run_until_complete(main()) == (b"OVER TLS\n", True, b"GO\n", b"UPGRADED\n")
+
+
+def test_socket_subclass_given_to_create_connection_has_its_methods_called(loop):
+    """asyncio's transports call ``sock.recv``/``send`` (or ``recv_into``
+    for a BufferedProtocol); a socket subclass a caller passes in sees
+    those calls on both loops (ferrio hands such sockets to asyncio's
+    selector transport)."""
+    from test_sock_methods import Recording
+
+    async def main():
+        a, b = socket.socketpair()
+        client = Recording(fileno=a.detach())
+        client.setblocking(False)
+        b.setblocking(False)
+        got = loop.create_future()
+
+        class Proto(asyncio.Protocol):
+            def data_received(self, data):
+                got.set_result(data)
+
+        tr, _ = await loop.create_connection(Proto, sock=client)
+        tr.write(b"out")
+        await asyncio.sleep(0.01)
+        sent = b.recv(10)
+        b.send(b"in")
+        data = await asyncio.wait_for(got, 5)
+        tr.close()
+        await asyncio.sleep(0.01)
+        b.close()
+        return sent, data, sorted(set(client.calls))
+
+    sent, data, calls = loop.run_until_complete(main())
+    assert (sent, data) == (b"out", b"in")
+    assert calls == ["recv", "send"]
+
+
+def test_socket_subclass_given_to_create_datagram_endpoint(loop):
+    from test_sock_methods import Recording
+
+    async def main():
+        sock = Recording(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        got = loop.create_future()
+
+        class Proto(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr):
+                got.set_result((data, addr))
+
+        tr, _ = await loop.create_datagram_endpoint(Proto, sock=sock)
+        tr.sendto(b"out", peer.getsockname())
+        await asyncio.sleep(0.01)
+        sent = peer.recvfrom(10)[0]
+        peer.sendto(b"in", sock.getsockname())
+        data, addr = await asyncio.wait_for(got, 5)
+        same = addr == peer.getsockname()
+        tr.close()
+        await asyncio.sleep(0.01)
+        peer.close()
+        return sent, data, same, sorted(set(sock.calls))
+
+    sent, data, same, calls = loop.run_until_complete(main())
+    assert (sent, data, same) == (b"out", b"in", True)
+    assert calls == ["recvfrom", "sendto"]

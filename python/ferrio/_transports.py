@@ -21,9 +21,10 @@ some libraries read them.
 from __future__ import annotations
 
 import selectors
+import socket
 import sys
 import warnings
-from asyncio import base_events, constants, futures, transports, trsock
+from asyncio import base_events, constants, futures, selector_events, transports, trsock
 
 from . import _ferrio
 
@@ -268,7 +269,19 @@ def make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, serv
     """``loop._make_socket_transport``: asyncio's factory hook, used by
     create_connection, create_server, connect_accepted_socket and the
     Unix variants."""
-    return SocketTransport(self, sock, protocol, waiter, extra, server)
+    return _stream_transport_class(sock)(self, sock, protocol, waiter, extra, server)
+
+
+def _stream_transport_class(sock):
+    """ferrio's native transport for a plain ``socket.socket``; asyncio's
+    own selector transport for anything else a caller passed in (a
+    subclass or wrapper whose ``recv``/``send`` asyncio would call, which
+    the native transport's syscalls would go around). The same rule as
+    the ``sock_*`` methods (_sockets.py); accepted and created sockets are
+    always plain."""
+    if type(sock) is socket.socket:
+        return SocketTransport
+    return selector_events._SelectorSocketTransport
 
 
 def make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
@@ -282,10 +295,14 @@ def make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, serv
     ssl_protocol = sslproto.SSLProtocol(
         self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
     )
-    SocketTransport(self, rawsock, ssl_protocol, None, extra, server)
+    _stream_transport_class(rawsock)(self, rawsock, ssl_protocol, None, extra, server)
     return ssl_protocol._app_transport
 
 
 def make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
-    """``loop._make_datagram_transport``, used by create_datagram_endpoint."""
+    """``loop._make_datagram_transport``, used by create_datagram_endpoint
+    (asyncio's selector transport for a socket that is not a plain
+    ``socket.socket``, as for stream sockets)."""
+    if type(sock) is not socket.socket:
+        return selector_events._SelectorDatagramTransport(self, sock, protocol, address, waiter, extra)
     return DatagramTransport(self, sock, protocol, address, waiter, extra)
