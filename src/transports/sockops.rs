@@ -39,7 +39,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::buffer::{self, RawBuf, Read};
 use super::common::is_fatal;
-use super::sockaddr;
+use super::sockaddr::{self, SockAddr};
 use crate::event_loop::Loop;
 use crate::handles::HandleRef;
 use crate::reactor::Side;
@@ -80,8 +80,9 @@ enum Kind {
     RecvFrom(usize, bool),
     /// `recvfrom_into(buf, nbytes)`; `true` for AF_INET/AF_INET6 (native).
     RecvFromInto(Py<PyAny>, usize, bool),
-    /// `sendto(data, address)`; data by reference, as asyncio keeps it.
-    SendTo(Py<PyAny>, Py<PyAny>),
+    /// `sendto(data, address)`; data by reference, as asyncio keeps it;
+    /// the address parsed once if it is sent natively.
+    SendTo(Py<PyAny>, Py<PyAny>, Option<SockAddr>),
 }
 
 /// A pending socket operation: the fd watcher and the future's done
@@ -261,10 +262,16 @@ impl SockOp {
                 drop(kind);
                 try_recvfrom_into(self.sock.bind(py), self.fd, buf.bind(py), nbytes, inet)
             }
-            Some(Kind::SendTo(data, addr)) => {
-                let (data, addr) = (data.clone_ref(py), addr.clone_ref(py));
+            Some(Kind::SendTo(data, addr, sa)) => {
+                let (data, addr, sa) = (data.clone_ref(py), addr.clone_ref(py), *sa);
                 drop(kind);
-                try_sendto(self.sock.bind(py), data.bind(py), addr.bind(py))
+                try_sendto(
+                    self.sock.bind(py),
+                    self.fd,
+                    data.bind(py),
+                    addr.bind(py),
+                    sa.as_ref(),
+                )
             }
         }
     }
@@ -327,24 +334,32 @@ fn try_recvfrom_into(
     )
 }
 
-/// One `sock.sendto(data, address)`: the byte count, or None if not ready.
-/// A numeric inet address is sent with `sendto(2)` here; anything else by
-/// the socket object (`SockAddr::from_python` says which).
+/// The sockaddr to `sendto(2)` natively for `addr` on `sock`: a plain
+/// AF_INET/AF_INET6 socket and a numeric address tuple
+/// (`SockAddr::from_python`); None: the socket object's `sendto` sends.
+fn native_destination(
+    sock: &Bound<'_, PyAny>,
+    addr: &Bound<'_, PyAny>,
+) -> PyResult<Option<SockAddr>> {
+    Ok(sockaddr::native_inet(sock)?.and_then(|family| SockAddr::from_python(family, addr)))
+}
+
+/// One `sock.sendto(data, address)` (natively to `sa` when given, see
+/// `native_destination`): the byte count, or None if not ready.
 fn try_sendto(
     sock: &Bound<'_, PyAny>,
+    fd: RawFd,
     data: &Bound<'_, PyAny>,
     addr: &Bound<'_, PyAny>,
+    sa: Option<&SockAddr>,
 ) -> PyResult<Option<Py<PyAny>>> {
     let py = sock.py();
-    if let Some(family) = sockaddr::native_inet(sock)? {
-        if let Some(sa) = sockaddr::SockAddr::from_python(family, addr) {
-            let fd = fileno(sock)?;
-            let view = RawBuf::get(data)?;
-            return match sa.sendto(fd, view.as_slice())? {
-                Some(n) => Ok(Some(n.into_pyobject(py)?.into_any().unbind())),
-                None => Ok(None),
-            };
-        }
+    if let Some(sa) = sa {
+        let view = RawBuf::get(data)?;
+        return match sa.sendto(fd, view.as_slice())? {
+            Some(n) => Ok(Some(n.into_pyobject(py)?.into_any().unbind())),
+            None => Ok(None),
+        };
     }
     unless_blocked(
         py,
@@ -399,7 +414,7 @@ impl SockOp {
         if let Some(k) = self.kind.try_lock() {
             match k.as_ref() {
                 Some(Kind::RecvInto(b)) | Some(Kind::RecvFromInto(b, _, _)) => visit.call(b)?,
-                Some(Kind::SendTo(d, a)) => {
+                Some(Kind::SendTo(d, a, _)) => {
                     visit.call(d)?;
                     visit.call(a)?;
                 }
@@ -546,11 +561,12 @@ pub fn sock_sendto(
     address: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
     check_sock(lp, sock)?;
-    match try_sendto(sock, data, address)? {
+    let fd = fileno(sock)?;
+    let sa = native_destination(sock, address)?;
+    match try_sendto(sock, fd, data, address, sa.as_ref())? {
         Some(r) => Ok(r),
         None => {
-            let fd = fileno(sock)?;
-            let kind = Kind::SendTo(data.clone().unbind(), address.clone().unbind());
+            let kind = Kind::SendTo(data.clone().unbind(), address.clone().unbind(), sa);
             SockOp::start(lp, sock, fd, Side::Write, kind).map(Bound::unbind)
         }
     }
