@@ -162,3 +162,55 @@ def test_other_threads_cancel_and_inspect_handles_while_loop_runs(loop):
     assert len(ran) == len(set(ran))
     cancelled = {i for i, h in enumerate(handles) if h.cancelled()}
     assert set(ran) | cancelled == set(range(n))
+
+
+def test_context_of_the_calling_thread_is_captured(loop):
+    """A callback runs in a copy of the context of the thread that called
+    call_soon_threadsafe (asyncio's rule; rloop 0.5 runs it in an empty
+    one), whether the burst is short or long enough for ferrio's lazy
+    empty-context path (64+ pending), and a later change in that thread
+    does not leak in."""
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+    n = 200
+
+    def producer():
+        for i in range(n):
+            if i == n // 2:
+                var.set("thread")
+            loop.call_soon_threadsafe(lambda: seen.append(var.get()))
+        var.set("changed-after")
+        loop.call_soon_threadsafe(loop.stop)
+
+    guard = loop.call_later(10, loop.stop)
+    t = threading.Thread(target=producer)
+    loop.call_soon(t.start)
+    loop.run_forever()
+    t.join()
+    guard.cancel()
+    assert seen == ["unset"] * (n // 2) + ["thread"] * (n // 2)
+
+
+def test_scheduling_methods_check_self(loop):
+    """The scheduling methods refuse an object that is not a loop of their
+    class with TypeError, called unbound or bound by hand."""
+    cls = type(loop)
+    for name in ("call_soon", "call_soon_threadsafe", "call_later", "call_at"):
+        meth = getattr(cls, name)
+        args = (print,) if name.startswith("call_soon") else (1, print)
+        try:
+            meth(object(), *args)
+        except (TypeError, AttributeError):
+            pass  # asyncio's Python methods fail on the attribute lookup
+        else:
+            raise AssertionError(f"{name} accepted a foreign self")
+        get = getattr(meth, "__get__", None)
+        if get is not None:
+            try:
+                get(object())(*args)
+            except (TypeError, AttributeError):
+                pass
+            else:
+                raise AssertionError(f"{name} bound to a foreign self")
