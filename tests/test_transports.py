@@ -306,6 +306,45 @@ def test_abort_with_full_buffer(loop):
     assert exc is None and size == 0 and closing and lost == 1
 
 
+def test_writes_after_abort_warn_and_logging_may_reenter(loop):
+    """write() after abort() is dropped; from the fifth one on asyncio logs
+    'socket.send() raised exception.'. A logging handler that calls back
+    into the transport while that warning is emitted must work (ferrio
+    holds none of the transport's state meanwhile)."""
+    import logging
+
+    seen = []
+
+    class Reentrant(logging.Handler):
+        def emit(self, record):
+            t = self.transport
+            seen.append((record.getMessage(), t.is_closing(), t.get_write_buffer_size()))
+
+    handler = Reentrant()
+    log = logging.getLogger("asyncio")
+
+    async def main():
+        tr, pr, peer = await pair(loop)
+        handler.transport = tr
+        tr.abort()
+        log.addHandler(handler)
+        try:
+            for _ in range(7):
+                tr.write(b"after abort")
+        finally:
+            log.removeHandler(handler)
+        await pr.done
+        peer.close()
+
+    loop.run_until_complete(main())
+    # abort() sets conn_lost to 1; the 5th write after it and every later
+    # one warn (conn_lost >= 5): 3 of the 7. (Not writelines: on 3.12+
+    # asyncio's buffers the data and registers a writer on the aborted
+    # transport instead; docs/compatibility.md.)
+    assert [m for m, _, _ in seen] == ["socket.send() raised exception."] * 3
+    assert all(closing is True and size == 0 for _, closing, size in seen)
+
+
 def test_close_flushes_buffer_first(loop):
     async def main():
         tr, pr, peer = await pair(loop)

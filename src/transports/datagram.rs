@@ -7,24 +7,29 @@
 //! datagram's size, the sender's address built as Python's socket module
 //! builds it (`getnameinfo(NI_NUMERICHOST)`, so scoped IPv6 addresses read
 //! the same), and one call of the cached `datagram_received`; the batch
-//! ends early where asyncio would stop reading (closed, paused, an error). Sockets of other families use the socket object's
-//! own `recvfrom`. Per `sendto`: connected sockets `send` natively;
-//! unconnected ones call the socket object's `sendto` (it parses every
+//! ends early where asyncio would stop reading (closed, paused, an error).
+//! Sockets of other families use the socket object's own `recvfrom`. Per
+//! `sendto`: connected sockets `send` natively; unconnected inet ones
+//! `sendto(2)` natively when the address is a numeric tuple
+//! (`SockAddr::from_python`, or the sender-address cache in addrcache.rs),
+//! and call the socket object's `sendto` otherwise (it parses every
 //! address form Python accepts). Datagrams the kernel refuses with EAGAIN
 //! wait in a queue, flushed in order when the socket is writable.
 //!
 //! Version differences follow the running Python: 3.13+ sends empty
 //! datagrams and counts 8 header bytes per queued datagram (`header`).
 //!
-//! Locking as in stream/mod.rs: the state mutex is never held while Python
-//! code runs.
+//! The state is a GIL cell (src/gilcell.rs), as the stream transport's:
+//! never borrowed while Python code runs (no call, no decref that may free
+//! an object, no `if let`/`match` on a borrow whose arms call Python).
+//! Until 2026-12-05 it was a `parking_lot` mutex: 4-5 locked
+//! instruction pairs per `sendto`.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
 use crate::oserror::{OsError, OsResult};
 
-use parking_lot::Mutex;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
@@ -77,7 +82,7 @@ pub struct DatagramTransport {
     connected: bool,
     /// 3.13+: empty datagrams are sent, queued datagrams count 8 more bytes.
     header: usize,
-    st: Mutex<State>,
+    st: GilCell<State>,
 }
 
 fn new_proto(p: &Bound<'_, PyAny>) -> Proto {
@@ -134,7 +139,7 @@ impl DatagramTransport {
                 None => Sent::WouldBlock,
             });
         }
-        let sock = none_or(py, cloned(py, &self.st.lock().sock));
+        let sock = none_or(py, cloned(py, &self.st.borrow(py).sock));
         let addr = match addr {
             Some(a) => a.clone(),
             None => py.None().into_bound(py),
@@ -166,7 +171,7 @@ impl DatagramTransport {
     /// and an address that is the last tuple handed out or one
     /// `SockAddr::from_python` parses. None: the socket object sends.
     fn native_address(&self, py: Python<'_>, addr: &Bound<'_, PyAny>) -> Option<SockAddr> {
-        if !self.inet || self.st.lock().life.conn_lost > 0 {
+        if !self.inet || self.st.borrow(py).life.conn_lost > 0 {
             return None;
         }
         let hit = self.addrs.borrow(py).find(addr);
@@ -181,7 +186,7 @@ impl DatagramTransport {
         let py = slf.py();
         let me = slf.get();
         let (cb, proto, sock) = {
-            let st = me.st.lock();
+            let st = me.st.borrow(py);
             // The first read is asyncio's (it checks `_conn_lost` only: its
             // reader is gone once closing or paused); later ones also stop
             // where asyncio's removed reader would have.
@@ -233,7 +238,7 @@ impl DatagramTransport {
     fn send_failed(slf: &Bound<'_, Self>, e: PyErr) -> PyResult<()> {
         let py = slf.py();
         if e.is_instance_of::<PyOSError>(py) {
-            let proto = none_or(py, cloned(py, &slf.get().st.lock().proto.obj));
+            let proto = none_or(py, cloned(py, &slf.get().st.borrow(py).proto.obj));
             proto.call_method1(pyo3::intern!(py, "error_received"), (e.into_value(py),))?;
             return Ok(());
         }
@@ -243,7 +248,7 @@ impl DatagramTransport {
     fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         let (transport, protocol) = {
-            let st = slf.get().st.lock();
+            let st = slf.get().st.borrow(py);
             (cloned(py, &st.transport), cloned(py, &st.proto.obj))
         };
         let exc = report_fatal(slf.get().lp.bind(py), err, transport, protocol, message)?;
@@ -251,9 +256,10 @@ impl DatagramTransport {
     }
 
     fn force_close(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
         let me = slf.get();
         let (dropped, had_queue, stop_reading) = {
-            let mut st = me.st.lock();
+            let mut st = me.st.borrow(py);
             let Some(stop) = st.life.force_close() else {
                 return Ok(());
             };
@@ -269,7 +275,7 @@ impl DatagramTransport {
     fn flow(slf: &Bound<'_, Self>, pause: bool) -> PyResult<()> {
         let py = slf.py();
         let (proto, transport) = {
-            let mut st = slf.get().st.lock();
+            let mut st = slf.get().st.borrow(py);
             let size = st.queued;
             if !st.life.flow(size, pause) {
                 return Ok(());
@@ -310,7 +316,7 @@ impl DatagramTransport {
             addrs: GilCell::new(AddrCache::default()),
             connected,
             header,
-            st: Mutex::new(State {
+            st: GilCell::new(State {
                 proto: new_proto(protocol),
                 sock: Some(sock.clone().unbind()),
                 transport: Some(transport.clone().unbind()),
@@ -323,8 +329,9 @@ impl DatagramTransport {
     }
 
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         let me = slf.get();
-        if !me.st.lock().life.is_reading() {
+        if !me.st.borrow(py).life.is_reading() {
             return Ok(());
         }
         let cb = slf.getattr("_read_ready")?;
@@ -359,7 +366,7 @@ impl DatagramTransport {
             return Ok(()); // before 3.13, empty datagrams are not sent
         }
         let mut addr = addr.filter(|a| !a.is_none());
-        let address = cloned(py, &me.st.lock().address);
+        let address = cloned(py, &me.st.borrow(py).address);
         if let Some(default) = address {
             let default = default.into_bound(py);
             if let Some(a) = &addr {
@@ -371,11 +378,14 @@ impl DatagramTransport {
                 }
             }
             addr = Some(default);
-            if let Some(warn) = me.st.lock().life.lost_write() {
+            // Bound first: an `if let` scrutinee's borrow would last
+            // through the warning, which runs Python code (logging).
+            let lost = me.st.borrow(py).life.lost_write();
+            if let Some(warn) = lost {
                 return common::warn_lost_write(py, warn);
             }
         }
-        if me.st.lock().queue.is_empty() {
+        if me.st.borrow(py).queue.is_empty() {
             match me.send_one(py, data, addr.as_ref()) {
                 Ok(Sent::Done) => return Ok(()),
                 Ok(Sent::WouldBlock) => {
@@ -389,7 +399,7 @@ impl DatagramTransport {
         // Queue an immutable copy.
         let copy = PyBytes::new(py, RawBuf::get(data)?.as_slice()).unbind();
         {
-            let mut st = me.st.lock();
+            let mut st = me.st.borrow(py);
             st.queue.push_back((copy, addr.map(Bound::unbind)));
             st.queued += len + me.header;
         }
@@ -401,7 +411,7 @@ impl DatagramTransport {
         let me = slf.get();
         loop {
             let item = {
-                let mut st = me.st.lock();
+                let mut st = me.st.borrow(py);
                 let item = st.queue.pop_front();
                 if let Some((d, _)) = &item {
                     st.queued -= (d.bind(py).as_bytes().len() + me.header).min(st.queued);
@@ -417,7 +427,7 @@ impl DatagramTransport {
             match res {
                 Ok(Sent::Done) => {}
                 Ok(Sent::WouldBlock) => {
-                    let mut st = me.st.lock();
+                    let mut st = me.st.borrow(py);
                     st.queued += data.bind(py).as_bytes().len() + me.header;
                     st.queue.push_front((data, addr));
                     break;
@@ -428,7 +438,7 @@ impl DatagramTransport {
         }
         Self::flow(slf, false)?; // may queue more
         let (empty, closing) = {
-            let st = me.st.lock();
+            let st = me.st.borrow(py);
             (st.queue.is_empty(), st.life.closing)
         };
         if empty {
@@ -440,37 +450,40 @@ impl DatagramTransport {
         Ok(())
     }
 
-    fn is_closing(&self) -> bool {
-        self.st.lock().life.closing
+    fn is_closing(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).life.closing
     }
 
-    fn is_reading(&self) -> bool {
-        self.st.lock().life.is_reading()
+    fn is_reading(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).life.is_reading()
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         let me = slf.get();
-        if !me.st.lock().life.pause_reading() {
+        if !me.st.borrow(py).life.pause_reading() {
             return Ok(());
         }
-        me.lp().unwatch(slf.py(), me.fd, Side::Read);
-        let transport = cloned(slf.py(), &me.st.lock().transport);
+        me.lp().unwatch(py, me.fd, Side::Read);
+        let transport = cloned(py, &me.st.borrow(py).transport);
         common::debug_log(me.lp.bind(slf.py()), transport, "%r pauses reading")
     }
 
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if !slf.get().st.lock().life.resume_reading() {
+        let py = slf.py();
+        if !slf.get().st.borrow(py).life.resume_reading() {
             return Ok(());
         }
         Self::_start_reading(slf)?;
-        let transport = cloned(slf.py(), &slf.get().st.lock().transport);
+        let transport = cloned(py, &slf.get().st.borrow(py).transport);
         common::debug_log(slf.get().lp.bind(slf.py()), transport, "%r resumes reading")
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         let me = slf.get();
         let lost = {
-            let mut st = me.st.lock();
+            let mut st = me.st.borrow(py);
             let empty = st.queue.is_empty();
             match st.life.close(empty) {
                 Some(lost) => lost,
@@ -496,7 +509,7 @@ impl DatagramTransport {
     fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        let proto = cloned(py, &me.st.lock().proto.obj);
+        let proto = cloned(py, &me.st.borrow(py).proto.obj);
         let res = match proto {
             Some(p) => p
                 .bind(py)
@@ -505,7 +518,7 @@ impl DatagramTransport {
             None => Ok(()),
         };
         let (sock, proto, transport) = {
-            let mut st = me.st.lock();
+            let mut st = me.st.borrow(py);
             (
                 st.sock.take(),
                 std::mem::take(&mut st.proto),
@@ -520,28 +533,29 @@ impl DatagramTransport {
         res.and(cleanup)
     }
 
-    fn set_protocol(&self, protocol: &Bound<'_, PyAny>) {
+    fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) {
         let new = new_proto(protocol);
-        let old = std::mem::replace(&mut self.st.lock().proto, new);
+        let old = std::mem::replace(&mut self.st.borrow(py).proto, new);
         drop(old);
     }
 
     fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        cloned(py, &self.st.lock().proto.obj)
+        cloned(py, &self.st.borrow(py).proto.obj)
     }
 
-    fn get_write_buffer_size(&self) -> usize {
-        self.st.lock().queued
+    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
+        self.st.borrow(py).queued
     }
 
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        let st = self.st.lock();
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
+        let st = self.st.borrow(py);
         (st.life.low_water, st.life.high_water)
     }
 
     fn _set_write_buffer_limits(slf: &Bound<'_, Self>, high: usize, low: usize) -> PyResult<()> {
+        let py = slf.py();
         {
-            let mut st = slf.get().st.lock();
+            let mut st = slf.get().st.borrow(py);
             st.life.high_water = high;
             st.life.low_water = low;
         }
@@ -550,32 +564,34 @@ impl DatagramTransport {
 
     #[getter]
     fn _sock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        cloned(py, &self.st.lock().sock)
+        cloned(py, &self.st.borrow(py).sock)
     }
 
     #[getter]
     fn _address(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        cloned(py, &self.st.lock().address)
+        cloned(py, &self.st.borrow(py).address)
     }
 
     #[getter]
-    fn _closing(&self) -> bool {
-        self.st.lock().life.closing
+    fn _closing(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).life.closing
     }
 
     #[getter]
-    fn _conn_lost(&self) -> u32 {
-        self.st.lock().life.conn_lost
+    fn _conn_lost(&self, py: Python<'_>) -> u32 {
+        self.st.borrow(py).life.conn_lost
     }
 
     #[getter]
-    fn _protocol_paused(&self) -> bool {
-        self.st.lock().life.protocol_paused
+    fn _protocol_paused(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).life.protocol_paused
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.lp)?;
-        if let Some(st) = self.st.try_lock() {
+        // The GC must never block (under-reporting is safe). SAFETY: the
+        // collector runs holding the GIL.
+        if let Some(st) = unsafe { self.st.try_borrow_unattached() } {
             for o in [
                 &st.proto.obj,
                 &st.proto.datagram_received,
@@ -599,7 +615,8 @@ impl DatagramTransport {
     }
 
     fn __clear__(&self) {
-        let taken = self.st.try_lock().map(|mut st| {
+        // SAFETY: tp_clear runs holding the GIL.
+        let taken = unsafe { self.st.try_borrow_unattached() }.map(|mut st| {
             (
                 std::mem::take(&mut st.proto),
                 st.sock.take(),
