@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import logging
 import signal
 import socket
 import threading
@@ -73,6 +74,27 @@ def expected_failure(f):
         return f(self)
 
     return unittest.expectedFailure(wrapper)
+
+
+@contextlib.contextmanager
+def asyncio_log_probe(transport):
+    """Records every message the 'asyncio' logger emits inside the block as
+    ``(message, transport.is_closing(), transport.get_write_buffer_size())``,
+    calling back into the transport from inside the log call (as a handler
+    shipping logs over that very transport would)."""
+    seen = []
+
+    class Probe(logging.Handler):
+        def emit(self, record):
+            seen.append((record.getMessage(), transport.is_closing(), transport.get_write_buffer_size()))
+
+    handler = Probe()
+    log = logging.getLogger("asyncio")
+    log.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        log.removeHandler(handler)
 
 
 def is_ferrio(loop) -> bool:

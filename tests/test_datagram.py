@@ -330,36 +330,23 @@ def test_writes_after_abort_warn_and_logging_may_reenter(loop):
     A logging handler that calls back into the transport while the warning
     is emitted (a handler shipping logs over the same endpoint would) must
     work on ferrio too: the transport's state is not held meanwhile."""
-    import logging
-
-    seen = []
-
-    class Reentrant(logging.Handler):
-        def emit(self, record):
-            t = self.transport
-            seen.append((record.getMessage(), t.is_closing(), t.get_write_buffer_size()))
-
-    handler = Reentrant()
-    log = logging.getLogger("asyncio")
+    from conftest import asyncio_log_probe
 
     async def main():
         srv_t, srv = await loop.create_datagram_endpoint(lambda: Rec(loop), local_addr=("127.0.0.1", 0))
         cli_t, cli = await loop.create_datagram_endpoint(
             lambda: Rec(loop), remote_addr=srv_t.get_extra_info("sockname")
         )
-        handler.transport = cli_t
         cli_t.abort()
-        log.addHandler(handler)
-        try:
+        with asyncio_log_probe(cli_t) as seen:
             for _ in range(7):
                 cli_t.sendto(b"after abort")
-        finally:
-            log.removeHandler(handler)
         await cli.lost
         srv_t.close()
         await srv.lost
+        return seen
 
-    loop.run_until_complete(main())
+    seen = loop.run_until_complete(main())
     # abort() sets conn_lost to 1; the 5th call after it and every later
     # one warn (conn_lost >= 5): 3 of the 7.
     assert [m for m, _, _ in seen] == ["socket.send() raised exception."] * 3

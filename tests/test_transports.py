@@ -311,32 +311,19 @@ def test_writes_after_abort_warn_and_logging_may_reenter(loop):
     'socket.send() raised exception.'. A logging handler that calls back
     into the transport while that warning is emitted must work (ferrio
     holds none of the transport's state meanwhile)."""
-    import logging
-
-    seen = []
-
-    class Reentrant(logging.Handler):
-        def emit(self, record):
-            t = self.transport
-            seen.append((record.getMessage(), t.is_closing(), t.get_write_buffer_size()))
-
-    handler = Reentrant()
-    log = logging.getLogger("asyncio")
+    from conftest import asyncio_log_probe
 
     async def main():
         tr, pr, peer = await pair(loop)
-        handler.transport = tr
         tr.abort()
-        log.addHandler(handler)
-        try:
+        with asyncio_log_probe(tr) as seen:
             for _ in range(7):
                 tr.write(b"after abort")
-        finally:
-            log.removeHandler(handler)
         await pr.done
         peer.close()
+        return seen
 
-    loop.run_until_complete(main())
+    seen = loop.run_until_complete(main())
     # abort() sets conn_lost to 1; the 5th write after it and every later
     # one warn (conn_lost >= 5): 3 of the 7. (Not writelines: on 3.12+
     # asyncio's buffers the data and registers a writer on the aborted
