@@ -81,6 +81,44 @@ def test_task_factory_legacy_contract(loop):
     assert loop.get_task_factory() is None
 
 
+def test_create_task_extra_keywords(loop):
+    """A keyword create_task does not know: TypeError before 3.14; on 3.14+
+    asyncio passes it on (to the factory, or to Task: `eager_start`)."""
+
+    async def coro():
+        return 7
+
+    c = coro()
+    if sys.version_info < (3, 14):
+        with pytest.raises(TypeError):
+            loop.create_task(c, eager_start=True)
+        c.close()
+        # with a factory as well: asyncio's create_task refuses it first
+        loop.set_task_factory(lambda lp, co, **kw: asyncio.Task(co, loop=lp, **kw))
+        c = coro()
+        with pytest.raises(TypeError):
+            loop.create_task(c, bogus=1)
+        c.close()
+        loop.set_task_factory(None)
+        return
+    seen = []
+
+    def factory(lp, co, **kw):
+        seen.append(kw)
+        kw.pop("bogus", None)
+        return asyncio.Task(co, loop=lp, **kw)
+
+    async def main():
+        t = loop.create_task(coro(), eager_start=True)
+        loop.set_task_factory(factory)
+        u = loop.create_task(coro(), bogus=1, name="n")
+        loop.set_task_factory(None)
+        return await t, await u, u.get_name()
+
+    assert loop.run_until_complete(main()) == (7, 7, "n")
+    assert seen[-1] == {"bogus": 1, "name": "n"}
+
+
 def test_task_factory_must_be_callable(loop):
     with pytest.raises(TypeError):
         loop.set_task_factory(1)

@@ -41,7 +41,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock;
@@ -466,14 +466,19 @@ impl Loop {
     /// (the stdlib C Task, looked up at call time as asyncio does). With a
     /// factory, asyncio's own `create_task` runs, so each Python version's
     /// factory call contract holds.
-    #[pyo3(signature = (coro, *, name=None, context=None))]
+    ///
+    /// Other keywords (3.14's `eager_start`, or ones a factory takes) go to
+    /// asyncio's own `create_task` with the rest, which takes them on 3.14+
+    /// and raises asyncio's `TypeError` before that.
+    #[pyo3(signature = (coro, *, name=None, context=None, **kwargs))]
     fn create_task(
         slf: &Bound<'_, Self>,
         coro: &Bound<'_, PyAny>,
         name: Option<&Bound<'_, PyAny>>,
         context: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        tasks::create_task(slf, coro, name, context)
+        tasks::create_task(slf, coro, name, context, kwargs.filter(|k| !k.is_empty()))
     }
 
     /// `loop.create_future()`: `asyncio.futures.Future(loop=self)`.

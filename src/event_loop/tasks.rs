@@ -5,7 +5,7 @@
 //! mode, dropping its own (Python) frame from the task's
 //! `_source_traceback`, a frame a native call does not have. That branch is
 //! identical on 3.11-3.13, so it runs here; everything else (a
-//! task factory, other Python versions) calls asyncio's own
+//! task factory, other keywords, other Python versions) calls asyncio's own
 //! `BaseEventLoop.create_task`, so per-version behaviour (3.11's
 //! `_set_task_name`, 3.13's `set_name`, 3.14's factory kwargs) is exact.
 
@@ -30,11 +30,12 @@ pub(super) fn create_task(
     coro: &Bound<'_, PyAny>,
     name: Option<&Bound<'_, PyAny>>,
     context: Option<&Bound<'_, PyAny>>,
+    extra: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Py<PyAny>> {
     let py = slf.py();
     let lp = slf.get();
     let has_factory = lp.task_factory.lock().is_some();
-    if has_factory || !fast_path_version(py) {
+    if has_factory || extra.is_some() || !fast_path_version(py) {
         let f = ASYNCIO_CREATE_TASK.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
             Ok(py
                 .import("asyncio.base_events")?
@@ -44,7 +45,10 @@ pub(super) fn create_task(
         })?;
         // Only what the caller gave: 3.10's create_task has no `context`
         // (passing it raises TypeError there, as on asyncio's own loop).
-        let kwargs = PyDict::new(py);
+        let kwargs = match extra {
+            Some(e) => e.copy()?,
+            None => PyDict::new(py),
+        };
         if let Some(n) = name {
             kwargs.set_item("name", n)?;
         }
