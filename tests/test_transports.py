@@ -110,6 +110,47 @@ def test_transport_types_and_extra_info(loop):
     assert calls == ["made", ("lost", None)]
 
 
+def test_tcp_nodelay_on_accepted_and_given_sockets(loop):
+    """TCP_NODELAY on server-side and client-side transports. Sockets the
+    loop makes (create_server/create_connection by host) get it on both
+    loops. A listener made with `socket.socket()` has proto 0, and so has
+    every socket accepted from it: asyncio then leaves Nagle on, ferrio
+    sets TCP_NODELAY (docs/compatibility.md)."""
+    from conftest import is_ferrio
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, transport):
+            got.append(transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
+            transport.close()
+
+    got = []
+
+    async def serve_and_connect(**server_kw):
+        srv = await loop.create_server(Keep, **server_kw)
+        port = srv.sockets[0].getsockname()[1]
+        tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        client = tr.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        while not got:
+            await asyncio.sleep(0.001)
+        tr.close()
+        srv.close()
+        await srv.wait_closed()
+        return client, got.pop()
+
+    async def main():
+        by_host = await serve_and_connect(host="127.0.0.1", port=0)
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        assert lsock.proto == 0
+        given = await serve_and_connect(sock=lsock)
+        return by_host, given
+
+    by_host, given = loop.run_until_complete(main())
+    assert by_host == (True, True)
+    assert given == (True, is_ferrio(loop))
+
+
 def test_read_write_roundtrip_and_eof(loop):
     async def main():
         tr, pr, peer = await pair(loop)

@@ -14,6 +14,16 @@ Server modes:
   sock      loop.sock_accept / sock_recv / sock_sendall, a task per client
   udp       asyncio.DatagramProtocol: datagram_received -> transport.sendto
   udp_sock  loop.sock_recvfrom / sock_sendto on one socket (3.11+)
+  aiohttp   an aiohttp.web app: POST /echo answers with the request body
+  uvicorn   the same as a bare ASGI app under uvicorn (httptools parser
+            when installed, else h11)
+
+The two HTTP modes are what a web service puts on the loop per request
+(HTTP parsing, the framework, one task per request in aiohttp); they run
+when aiohttp / uvicorn are installed (``pip install ".[bench]"``) and are
+not in the default set. Their client is ``netload http-client``
+(keep-alive, the response body checked byte by byte); there is no raw
+floor for them.
 
 The TCP modes are measured against ``netload server``, the UDP ones
 against ``netload udp-server`` (both raw epoll servers); a UDP "connection"
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -47,9 +58,11 @@ from typing import Dict, List, Optional, Tuple
 
 TCP_MODES = ("protocol", "buffered", "streams", "sock")
 UDP_MODES = ("udp", "udp_sock")
-MODES = TCP_MODES + UDP_MODES
+HTTP_MODES = ("aiohttp", "uvicorn")
+MODES = TCP_MODES + UDP_MODES + HTTP_MODES
 # Run unless --modes says otherwise: udp_sock is one serial coroutine, a
-# measure of sock_recvfrom/sock_sendto more than of a server anyone runs.
+# measure of sock_recvfrom/sock_sendto more than of a server anyone runs;
+# the HTTP modes need the bench extras and measure the frameworks mostly.
 DEFAULT_MODES = TCP_MODES + ("udp",)
 # Receive and send buffer of every UDP server socket (raw one included).
 UDP_BUFFER = 4 << 20
@@ -160,10 +173,101 @@ async def _serve_udp(mode: str, host: str) -> None:
         await loop.sock_sendto(sock, data, addr)
 
 
+def _unavailable(mode: str, why: str) -> None:
+    """A line that is not a port: the driver drops this server."""
+    print(f"{mode}: {why}", flush=True)
+
+
+async def _serve_aiohttp(host: str) -> None:
+    try:
+        from aiohttp import web
+    except ImportError:
+        _unavailable("aiohttp", "aiohttp is not installed")
+        return
+
+    async def echo(request):
+        return web.Response(body=await request.read())
+
+    app = web.Application()
+    app.router.add_post("/echo", echo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0, backlog=1024)
+    await site.start()
+    server = site._server  # aiohttp has no public accessor for the port
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.get_running_loop().create_future()
+
+
+async def _echo_asgi(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": bytes(body)})
+
+
+async def _serve_uvicorn(host: str) -> None:
+    try:
+        import uvicorn
+    except ImportError:
+        _unavailable("uvicorn", "uvicorn is not installed")
+        return
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    config = uvicorn.Config(
+        _echo_asgi,
+        host=host,
+        port=0,
+        http=http,
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        backlog=1024,
+    )
+    server = uvicorn.Server(config)
+    # No signal capture: the driver ends the process with SIGTERM, handled
+    # in serve_main, without uvicorn's graceful shutdown.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    # uvicorn binds as `uvicorn.run` does (loop.create_server with host and
+    # port, so accepted sockets get TCP_NODELAY on every loop; a socket
+    # made with `socket.socket()` has proto 0, and asyncio's transport then
+    # leaves Nagle on).
+    task = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            return
+        await asyncio.sleep(0.01)
+    print(server.servers[0].sockets[0].getsockname()[1], flush=True)
+    await task
+
+
 async def _serve(mode: str, host: str) -> None:
     loop = asyncio.get_running_loop()
     if mode in UDP_MODES:
         await _serve_udp(mode, host)
+        return
+    if mode == "aiohttp":
+        await _serve_aiohttp(host)
+        return
+    if mode == "uvicorn":
+        await _serve_uvicorn(host)
         return
     if mode == "protocol":
         server = await loop.create_server(EchoProtocol, host, 0, backlog=1024)
@@ -261,6 +365,8 @@ class Server:
         self.name = loop
         self.mode = mode
         if loop == "raw":
+            if mode in HTTP_MODES:
+                raise RuntimeError(f"no raw floor for {mode}")
             kind = "udp-server" if mode in UDP_MODES else "server"
             cmd = [netload, kind, "127.0.0.1:0"]
         else:
@@ -292,7 +398,7 @@ def run_client(netload: str, server: Server, conns: int, size: int, seconds: flo
     out = subprocess.run(
         [
             netload,
-            "udp-client" if server.mode in UDP_MODES else "client",
+            "udp-client" if server.mode in UDP_MODES else "http-client" if server.mode in HTTP_MODES else "client",
             f"127.0.0.1:{server.port}",
             str(conns),
             str(size),
@@ -319,7 +425,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="1 KiB and 100 KiB, 10 connections, short runs, 3 repeats")
     p.add_argument("--repeat", type=int, default=None, help="repeats (median reported); default 3")
     p.add_argument("--seconds", type=float, default=None, help="measured seconds per run (default 2, 1 with --quick)")
-    p.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"of {', '.join(MODES)}; default all but udp_sock")
+    p.add_argument(
+        "--modes",
+        default=",".join(DEFAULT_MODES),
+        help=f"of {', '.join(MODES)}; default {','.join(DEFAULT_MODES)}",
+    )
     p.add_argument("--sizes", default=None, help="message sizes in bytes (default 1024,10240,102400)")
     p.add_argument("--conns", default=None, help="concurrent connections (default 1,10,100)")
     p.add_argument("--loops", default=None, help="subset of loops (raw = the Rust floor)")
@@ -352,6 +462,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         skipped = []
         for mode in modes:
             for lp in loops:
+                if lp == "raw" and mode in HTTP_MODES:
+                    continue  # no raw floor for HTTP
                 key = server_key(lp, mode)
                 if key in servers:
                     continue
@@ -370,7 +482,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             for msg in skipped:
                 print(f"skipped: {msg}")
         for mode in modes:
-            mode_loops = [lp for lp in loops if server_key(lp, mode) in servers]
+            mode_loops = [
+                lp
+                for lp in loops
+                if server_key(lp, mode) in servers and not (lp == "raw" and mode in HTTP_MODES)
+            ]
             for size in sizes:
                 if mode in UDP_MODES and size > UDP_MAX:
                     if not args.json:

@@ -199,7 +199,7 @@ class SocketTransport(_NativeTransport, transports.Transport):
                 server._attach(self)
             else:
                 server._attach()
-        base_events._set_nodelay(sock)
+        _set_nodelay(sock)
         self._start(loop, protocol, waiter)
 
     @property
@@ -263,6 +263,33 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
 _DATAGRAM_HEADER = 8 if sys.version_info >= (3, 13) else 0
 
 _ATTACH_TAKES_TRANSPORT = base_events.Server._attach.__code__.co_argcount > 1
+
+
+def _set_nodelay(sock):
+    """TCP_NODELAY on a TCP socket, as asyncio's transports do, and also on
+    one whose ``proto`` reads 0.
+
+    asyncio sets it only when ``sock.proto == IPPROTO_TCP``. Sockets the
+    loop makes via getaddrinfo say 6, but one made with ``socket.socket()``
+    (and every socket accepted from it) says 0: a gunicorn listener handed
+    to uvicorn workers, ``sock=`` arguments, ``--fd``. Those transports
+    kept Nagle on, and a response written in two pieces (uvicorn writes
+    head and body separately) waited for the peer's delayed ACK: ~40 ms
+    per request (measured with ``python -m ferrio bench net --modes
+    uvicorn`` before its server bound by host/port). An AF_INET/AF_INET6
+    ``SOCK_STREAM`` socket with protocol 0 is TCP, so ferrio sets it there
+    too (uvloop does as well; CPython issue #148783 is the same check
+    failing on macOS). Other protocols (SCTP) are left alone.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return
+    if sock.proto == socket.IPPROTO_TCP:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    elif sock.proto == 0:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # asyncio would not have tried
 
 
 def make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):

@@ -13,17 +13,22 @@
 //! - `netload udp-client HOST:PORT SOCKETS SIZE SECONDS [WARMUP]` and
 //!   `netload udp-server HOST:PORT`: the same over UDP, one datagram in
 //!   flight per client socket (src/udp.rs says how losses are handled).
+//! - `netload http-client HOST:PORT CONNS SIZE SECONDS [WARMUP]`: keep-alive
+//!   HTTP/1.1 `POST /echo` requests with a `SIZE`-byte body, the response
+//!   body checked byte by byte (src/http.rs).
 //!
 //! One thread, level-triggered epoll, non-blocking sockets: the generator
 //! needs far less CPU per request than any server it measures, so it is
 //! never the bottleneck on a 2-core machine.
 
+mod closedloop;
+mod http;
 mod report;
 mod sys;
 mod tcp;
 mod udp;
 
-const USAGE: &str = "usage: netload client|udp-client HOST:PORT CONNS SIZE SECONDS [WARMUP] | netload server|udp-server [HOST:PORT]";
+const USAGE: &str = "usage: netload client|udp-client|http-client HOST:PORT CONNS SIZE SECONDS [WARMUP] | netload server|udp-server [HOST:PORT]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +37,7 @@ fn main() {
         Some("server") => tcp::server(&args[1..]),
         Some("udp-client") => udp::client(&args[1..]),
         Some("udp-server") => udp::server(&args[1..]),
+        Some("http-client") => http::client(&args[1..]),
         _ => sys::die(USAGE),
     }
 }

@@ -7,150 +7,52 @@
 //! queueing only what the kernel did not take.
 
 use std::io::{self, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-use std::time::{Duration, Instant};
 
-use crate::report::{pattern, ClientArgs, Tally};
+use crate::closedloop::{self, Exchange};
+use crate::report::pattern;
 use crate::sys::{die, epoll_create, epoll_ctl, epoll_wait, resolve, sys_read, sys_write};
 
-struct Conn {
-    fd: RawFd,
-    _stream: TcpStream,
-    seq: u64,
+/// An echo exchange: the message, and how much of its echo came back.
+struct Echo {
     msg: Vec<u8>,
-    sent: usize,
     recvd: usize,
-    start: Instant,
-    want_write: bool,
 }
 
-impl Conn {
-    fn fill(&mut self, id: usize) {
+impl Exchange for Echo {
+    fn start(&mut self, id: usize, seq: u64) {
         for (i, b) in self.msg.iter_mut().enumerate() {
-            *b = pattern(id, self.seq, i);
+            *b = pattern(id, seq, i);
         }
-        self.sent = 0;
         self.recvd = 0;
+    }
+
+    fn request(&self) -> &[u8] {
+        &self.msg
+    }
+
+    fn take(&mut self, id: usize, seq: u64, data: &[u8], errors: &mut u64) -> bool {
+        for (j, b) in data.iter().enumerate() {
+            if *b != pattern(id, seq, self.recvd + j) {
+                *errors += 1;
+                break;
+            }
+        }
+        self.recvd += data.len();
+        if self.recvd > self.msg.len() {
+            die("server echoed more than was sent");
+        }
+        self.recvd == self.msg.len()
     }
 }
 
 pub fn client(args: &[String]) {
-    let ClientArgs {
-        addr,
-        count: nconn,
-        size,
-        secs,
-        warm,
-    } = ClientArgs::parse(
-        args,
-        "usage: netload client HOST:PORT CONNS SIZE SECONDS [WARMUP]",
-        1..=usize::MAX,
-    );
-
-    let ep = epoll_create();
-    let mut conns = Vec::with_capacity(nconn);
-    for id in 0..nconn {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .unwrap_or_else(|e| die(&format!("connect: {e}")));
-        let _ = s.set_nodelay(true);
-        s.set_nonblocking(true)
-            .unwrap_or_else(|e| die(&format!("nonblocking: {e}")));
-        let fd = s.as_raw_fd();
-        epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, id as u64);
-        let mut c = Conn {
-            fd,
-            _stream: s,
-            seq: 0,
-            msg: vec![0; size],
-            sent: 0,
-            recvd: 0,
-            start: Instant::now(),
-            want_write: false,
-        };
-        c.fill(id);
-        conns.push(c);
-    }
-
-    let mut rbuf = vec![0u8; 256 * 1024];
-    let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut tally = Tally::new(warm, secs);
-
-    // Kick off: send the first message on every connection.
-    for (id, c) in conns.iter_mut().enumerate() {
-        c.start = Instant::now();
-        pump_write(ep, id, c, &mut tally.errors);
-    }
-
-    while tally.tick(Instant::now()) {
-        let n = epoll_wait(ep, &mut evs, 100);
-        for ev in evs.iter().take(n) {
-            let id = ev.u64 as usize;
-            let bits = ev.events;
-            let c = &mut conns[id];
-            if bits & libc::EPOLLOUT as u32 != 0 {
-                pump_write(ep, id, c, &mut tally.errors);
-            }
-            if bits & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR) as u32 == 0 {
-                continue;
-            }
-            loop {
-                match sys_read(c.fd, &mut rbuf) {
-                    Ok(None) => break,
-                    Ok(Some(0)) => die("server closed a connection"),
-                    Ok(Some(k)) => {
-                        for (j, b) in rbuf[..k].iter().enumerate() {
-                            if *b != pattern(id, c.seq, c.recvd + j) {
-                                tally.errors += 1;
-                                break;
-                            }
-                        }
-                        c.recvd += k;
-                        if c.recvd > size {
-                            die("server echoed more than was sent");
-                        }
-                        if c.recvd == size {
-                            tally.done(c.start);
-                            c.seq += 1;
-                            c.fill(id);
-                            c.start = Instant::now();
-                            pump_write(ep, id, c, &mut tally.errors);
-                        }
-                        if k < rbuf.len() {
-                            break;
-                        }
-                    }
-                    Err(e) => die(&format!("read: {e}")),
-                }
-            }
-        }
-    }
-    tally.finish(nconn, size);
-}
-
-/// Sends as much of the pending message as the socket takes; watches for
-/// writability while some is left.
-fn pump_write(ep: RawFd, id: usize, c: &mut Conn, errors: &mut u64) {
-    while c.sent < c.msg.len() {
-        match sys_write(c.fd, &c.msg[c.sent..]) {
-            Ok(0) => break,
-            Ok(k) => c.sent += k,
-            Err(_) => {
-                *errors += 1;
-                die("write failed");
-            }
-        }
-    }
-    let want = c.sent < c.msg.len();
-    if want != c.want_write {
-        c.want_write = want;
-        let ev = if want {
-            (libc::EPOLLIN | libc::EPOLLOUT) as u32
-        } else {
-            libc::EPOLLIN as u32
-        };
-        epoll_ctl(ep, libc::EPOLL_CTL_MOD, c.fd, ev, id as u64);
-    }
+    let usage = "usage: netload client HOST:PORT CONNS SIZE SECONDS [WARMUP]";
+    closedloop::run(args, usage, 1..=usize::MAX, |size| Echo {
+        msg: vec![0; size],
+        recvd: 0,
+    });
 }
 
 struct Peer {
