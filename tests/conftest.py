@@ -10,6 +10,7 @@ import contextlib
 import functools
 import gc
 import logging
+import os
 import signal
 import socket
 import threading
@@ -95,6 +96,28 @@ def asyncio_log_probe(transport):
         yield seen
     finally:
         log.removeHandler(handler)
+
+
+def writes_after_abort(transport, write, n):
+    """Aborts `transport`, then calls `write(b"after abort")` `n` times
+    under `asyncio_log_probe`; returns what the probe saw."""
+    transport.abort()
+    with asyncio_log_probe(transport) as seen:
+        for _ in range(n):
+            write(b"after abort")
+    return seen
+
+
+def open_fds() -> int:
+    """File descriptors this process has open now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def tls_contexts():
+    """(server, client) SSL contexts with CPython's test certificate; skips
+    where this Python has no `test` package."""
+    utils = pytest.importorskip("test.test_asyncio.utils", reason="CPython's test package (for its test certificate)")
+    return utils.simple_server_sslcontext(), utils.simple_client_sslcontext()
 
 
 def is_ferrio(loop) -> bool:

@@ -15,10 +15,11 @@ once, the whole run under a time limit; servers bind 127.0.0.1 only.
 """
 
 import asyncio
-import os
 import random
 import socket
 import struct
+
+from conftest import open_fds
 
 CLIENTS = 2000
 CONCURRENT = 50
@@ -54,10 +55,6 @@ class FlakyEcho(asyncio.Protocol):
 
     def resume_writing(self):
         self.t.resume_reading()
-
-
-def open_fds():
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def connect(loop, port):

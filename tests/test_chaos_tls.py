@@ -18,29 +18,22 @@ await under a timeout; everything on 127.0.0.1.
 """
 
 import asyncio
-import os
 import random
 import socket
 import struct
 
-import pytest
+from conftest import open_fds
+
 
 CLIENTS = 300
 CONCURRENT = 20
 TIMEOUT = 10
 
 
-def _tls_contexts():
-    utils = pytest.importorskip("test.test_asyncio.utils", reason="CPython's test package (for its test certificate)")
-    return utils.simple_server_sslcontext(), utils.simple_client_sslcontext()
-
-
-def open_fds():
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_tls_server_survives_misbehaving_clients(loop):
-    server_ctx, client_ctx = _tls_contexts()
+    from conftest import tls_contexts
+
+    server_ctx, client_ctx = tls_contexts()
     served = []
 
     async def handle(r, w):

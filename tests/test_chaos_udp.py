@@ -22,10 +22,11 @@ whole run under a time limit; everything on 127.0.0.1.
 """
 
 import asyncio
-import os
 import random
 import socket
 import sys
+
+from conftest import open_fds
 
 SENDERS = 600
 LIMIT_S = 60
@@ -58,10 +59,6 @@ class ChaosEcho(asyncio.DatagramProtocol):
 
     def error_received(self, exc):
         self.errors.append(exc)
-
-
-def open_fds():
-    return len(os.listdir("/proc/self/fd"))
 
 
 def client_socket(port):

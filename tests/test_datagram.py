@@ -330,17 +330,14 @@ def test_writes_after_abort_warn_and_logging_may_reenter(loop):
     A logging handler that calls back into the transport while the warning
     is emitted (a handler shipping logs over the same endpoint would) must
     work on ferrio too: the transport's state is not held meanwhile."""
-    from conftest import asyncio_log_probe
+    from conftest import writes_after_abort
 
     async def main():
         srv_t, srv = await loop.create_datagram_endpoint(lambda: Rec(loop), local_addr=("127.0.0.1", 0))
         cli_t, cli = await loop.create_datagram_endpoint(
             lambda: Rec(loop), remote_addr=srv_t.get_extra_info("sockname")
         )
-        cli_t.abort()
-        with asyncio_log_probe(cli_t) as seen:
-            for _ in range(7):
-                cli_t.sendto(b"after abort")
+        seen = writes_after_abort(cli_t, cli_t.sendto, 7)
         await cli.lost
         srv_t.close()
         await srv.lost

@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from conftest import open_fds
+
 
 class Echo(asyncio.Protocol):
     live = 0
@@ -124,10 +126,6 @@ def test_ten_thousand_concurrent_connections(loop, nofile):
     assert Echo.live == 0
 
 
-def _open_fds():
-    return len(os.listdir("/proc/self/fd"))
-
-
 def _rss_kib():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
@@ -163,15 +161,15 @@ def test_hundred_thousand_connect_close_cycles(loop):
         await run(addr, warmup)
         await asyncio.sleep(0.2)  # let the server side finish closing
         gc.collect()
-        fds0, rss0 = _open_fds(), _rss_kib()
+        fds0, rss0 = open_fds(), _rss_kib()
         t0 = time.monotonic()
         await run(addr, total - warmup)
         elapsed = time.monotonic() - t0
         deadline = loop.time() + 10
-        while _open_fds() > fds0 and loop.time() < deadline:
+        while open_fds() > fds0 and loop.time() < deadline:
             await asyncio.sleep(0.05)
         gc.collect()
-        fds1, rss1 = _open_fds(), _rss_kib()
+        fds1, rss1 = open_fds(), _rss_kib()
         srv.close()
         await srv.wait_closed()
         return fds0, fds1, rss0, rss1, elapsed
@@ -219,7 +217,7 @@ def test_emfile_on_accept_backs_off_and_recovers(loop):
             [sys.executable, "-c", EMFILE_CLIENT, str(port), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (_open_fds() + 5, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds() + 5, hard))
             try:
                 proc.stdin.write(b"go\n")
                 proc.stdin.flush()

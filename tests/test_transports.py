@@ -352,14 +352,11 @@ def test_writes_after_abort_warn_and_logging_may_reenter(loop):
     'socket.send() raised exception.'. A logging handler that calls back
     into the transport while that warning is emitted must work (ferrio
     holds none of the transport's state meanwhile)."""
-    from conftest import asyncio_log_probe
+    from conftest import writes_after_abort
 
     async def main():
         tr, pr, peer = await pair(loop)
-        tr.abort()
-        with asyncio_log_probe(tr) as seen:
-            for _ in range(7):
-                tr.write(b"after abort")
+        seen = writes_after_abort(tr, tr.write, 7)
         await pr.done
         peer.close()
         return seen
@@ -631,14 +628,11 @@ def test_unclosed_transport_resource_warning(loop):
     peer.close()
 
 
-def _tls_contexts():
-    utils = pytest.importorskip("test.test_asyncio.utils", reason="CPython's test package (for its test certificate)")
-    return utils.simple_server_sslcontext(), utils.simple_client_sslcontext()
-
-
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is 3.11+")
 def test_tls_streams_and_start_tls(loop):
-    server_ctx, client_ctx = _tls_contexts()
+    from conftest import tls_contexts
+
+    server_ctx, client_ctx = tls_contexts()
 
     async def handle(r, w):
         line = await r.readline()

@@ -365,8 +365,6 @@ class Server:
         self.name = loop
         self.mode = mode
         if loop == "raw":
-            if mode in HTTP_MODES:
-                raise RuntimeError(f"no raw floor for {mode}")
             kind = "udp-server" if mode in UDP_MODES else "server"
             cmd = [netload, kind, "127.0.0.1:0"]
         else:
@@ -461,9 +459,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         skipped = []
         for mode in modes:
-            for lp in loops:
-                if lp == "raw" and mode in HTTP_MODES:
-                    continue  # no raw floor for HTTP
+            for lp in loops_for(mode, loops):
                 key = server_key(lp, mode)
                 if key in servers:
                     continue
@@ -482,11 +478,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for msg in skipped:
                 print(f"skipped: {msg}")
         for mode in modes:
-            mode_loops = [
-                lp
-                for lp in loops
-                if server_key(lp, mode) in servers and not (lp == "raw" and mode in HTTP_MODES)
-            ]
+            mode_loops = [lp for lp in loops_for(mode, loops) if server_key(lp, mode) in servers]
             for size in sizes:
                 if mode in UDP_MODES and size > UDP_MAX:
                     if not args.json:
@@ -528,6 +520,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         )
         print()
     return 0
+
+
+def loops_for(mode: str, loops: List[str]) -> List[str]:
+    """The loops that serve `mode`: the HTTP modes have no raw floor."""
+    return [lp for lp in loops if not (lp == "raw" and mode in HTTP_MODES)]
 
 
 def server_key(lp: str, mode: str) -> Tuple[str, str]:
