@@ -5,8 +5,9 @@
 //!   for the whole echo before sending the next (closed loop, one request
 //!   in flight per connection). Every echoed byte is checked against the
 //!   expected pattern. After `WARMUP` seconds it measures for `SECONDS` and
-//!   prints one JSON line: requests, seconds, rps, p50/p99 latency (µs),
-//!   errors.
+//!   prints one JSON line: requests, seconds, rps, p50/p99 latency (µs)
+//!   of the measured window, `all_requests` (warm-up included: the server's
+//!   CPU over the whole run is divided by it), errors.
 //! - `netload server HOST:PORT`: a raw single-threaded epoll TCP echo
 //!   server (the floor every loop is compared with). Prints its port, then
 //!   serves until killed.

@@ -62,6 +62,9 @@ pub struct Tally {
     measuring: bool,
     m_start: Instant,
     count: u64,
+    /// Every request that came back whole, warm-up included: what the
+    /// server's CPU time over the whole client run is divided by.
+    all: u64,
     /// Latencies of the measured requests, nanoseconds.
     lat: Vec<u32>,
     /// Echoes that did not match what was sent (never reset).
@@ -79,6 +82,7 @@ impl Tally {
             measuring: false,
             m_start: measure_from,
             count: 0,
+            all: 0,
             lat: Vec::with_capacity(1 << 20),
             errors: 0,
             lost: 0,
@@ -100,6 +104,7 @@ impl Tally {
 
     /// One request, sent at `start`, came back whole and right.
     pub fn done(&mut self, start: Instant) {
+        self.all += 1;
         if self.measuring {
             self.count += 1;
             let ns = start.elapsed().as_nanos();
@@ -120,8 +125,9 @@ impl Tally {
             lat[i] as f64 / 1000.0
         };
         println!(
-            "{{\"requests\": {}, \"seconds\": {:.6}, \"rps\": {:.1}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"errors\": {}, \"lost\": {}, \"conns\": {}, \"size\": {}}}",
+            "{{\"requests\": {}, \"all_requests\": {}, \"seconds\": {:.6}, \"rps\": {:.1}, \"p50_us\": {:.2}, \"p99_us\": {:.2}, \"errors\": {}, \"lost\": {}, \"conns\": {}, \"size\": {}}}",
             self.count,
+            self.all,
             elapsed,
             self.count as f64 / elapsed,
             pct(0.50),
