@@ -16,6 +16,7 @@ use parking_lot::{Mutex, MutexGuard};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyFloat;
 
 use super::args::{self, Wait};
 use super::waiter::{self, Queue, Waiter, GRANTED};
@@ -210,10 +211,12 @@ impl Barrier {
 
     /// Waits for all parties; this thread's arrival index.
     #[pyo3(signature = (timeout = None))]
-    fn wait(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<usize> {
+    fn wait(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
         let py = slf.py();
         let me = slf.get();
-        let timeout = timeout.or(me.timeout);
+        let timeout = timeout
+            .cloned()
+            .or_else(|| me.timeout.map(|t| PyFloat::new(py, t).into_any()));
         let w = Waiter::thread();
         let index = loop {
             match me.arrive(py, &w)? {
@@ -231,15 +234,25 @@ impl Barrier {
             let left = Self::leave(slf, false);
             return r.and(left).map(|_| index);
         }
-        let deadline = match args::timed(timeout) {
-            Wait::Try => Some(Instant::now()),
-            Wait::Until(d) => d,
-        };
+        // As threading's `wait_for`: the timeout is read (and may raise)
+        // only once this thread has to wait.
+        let mut deadline: Option<Option<Instant>> = None;
         loop {
             if let Step::Go(_) = me.released(&w) {
                 break;
             }
-            match waiter::block(py, &w, deadline) {
+            let d = match deadline {
+                Some(d) => Ok(d),
+                None => args::timed_wait(py, timeout.as_ref()).map(|wait| match wait {
+                    Wait::Try => Some(Instant::now()),
+                    Wait::Until(d) => d,
+                }),
+            };
+            let r = d.and_then(|d| {
+                deadline = Some(d);
+                waiter::block(py, &w, d)
+            });
+            match r {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     if Self::time_out(slf, Some(&w)) {

@@ -143,6 +143,15 @@ impl Condition {
         }
     }
 
+    /// RuntimeError(`msg`) unless this thread holds the lock.
+    fn check_owned(slf: &Bound<'_, Self>, msg: &'static str) -> PyResult<()> {
+        if slf.get().is_owned(slf.py())? {
+            Ok(())
+        } else {
+            Err(PyRuntimeError::new_err(msg))
+        }
+    }
+
     fn wait_until(slf: &Bound<'_, Self>, wait: Wait) -> PyResult<bool> {
         let py = slf.py();
         let me = slf.get();
@@ -284,8 +293,10 @@ impl Condition {
     /// Waits until notified or `timeout` seconds passed (lock held on
     /// entry and on return); whether it was notified.
     #[pyo3(signature = (timeout = None))]
-    fn wait(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
-        Self::wait_until(slf, args::timed(timeout))
+    fn wait(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        // `threading` checks ownership before it looks at the timeout.
+        Self::check_owned(slf, "cannot wait on un-acquired lock")?;
+        Self::wait_until(slf, args::cond_wait(slf.py(), timeout)?)
     }
 
     /// `threading.Condition.wait_for`: waits until `predicate()` is true
@@ -294,19 +305,30 @@ impl Condition {
     fn wait_for<'py>(
         slf: &Bound<'py, Self>,
         predicate: &Bound<'py, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut result = predicate.call0()?;
-        let end = timeout.map(|t| (Instant::now(), t));
+        // threading's loop: the deadline is computed (and the timeout
+        // checked) before the first wait, and each later round waits for
+        // what is left of it, or stops once it has passed.
+        let mut deadline: Option<Option<Instant>> = None;
         while !result.is_truthy()? {
-            let wait = match end {
-                None => Wait::Until(None),
-                Some((start, t)) => {
-                    let left = t - start.elapsed().as_secs_f64();
-                    if left <= 0.0 {
+            let wait = match (timeout, deadline) {
+                (None, _) => Wait::Until(None),
+                (Some(t), None) => {
+                    let w = args::timed_wait(slf.py(), Some(t))?;
+                    deadline = Some(match w {
+                        Wait::Try => Some(Instant::now()),
+                        Wait::Until(d) => d,
+                    });
+                    w
+                }
+                (Some(_), Some(None)) => Wait::Until(None),
+                (Some(_), Some(Some(d))) => {
+                    if Instant::now() >= d {
                         break;
                     }
-                    args::timed(Some(left))
+                    Wait::Until(Some(d))
                 }
             };
             Self::wait_until(slf, wait)?;
@@ -315,24 +337,48 @@ impl Condition {
         Ok(result)
     }
 
-    #[pyo3(signature = (n = 1))]
-    fn notify(slf: &Bound<'_, Self>, n: i64) -> PyResult<()> {
-        if !slf.get().is_owned(slf.py())? {
-            return Err(PyRuntimeError::new_err("cannot notify on un-acquired lock"));
-        }
-        if n > 0 {
-            Self::notify_n(slf, usize::try_from(n).unwrap_or(usize::MAX));
+    /// `threading.Condition.notify(n)`: ownership first; `n` is only read
+    /// when there are waiters, and as Python's `while waiters and n > 0:
+    /// ...; n -= 1` loop reads it (an int fast, anything else by that loop).
+    #[pyo3(signature = (n = args::Given::Missing), text_signature = "($self, n=1)")]
+    fn notify(slf: &Bound<'_, Self>, n: args::Given<'_>) -> PyResult<()> {
+        Self::check_owned(slf, "cannot notify on un-acquired lock")?;
+        let count = match n {
+            args::Given::Missing => 1,
+            args::Given::Value(n) => {
+                let waiting = slf.get().q.lock().len();
+                if waiting == 0 {
+                    return Ok(());
+                }
+                match n.extract::<i64>() {
+                    Ok(k) => usize::try_from(k.max(0)).unwrap_or(usize::MAX),
+                    Err(_) => {
+                        let mut k = 0;
+                        let mut left = n.clone();
+                        while k < waiting && left.gt(0)? {
+                            k += 1;
+                            left = left.sub(1)?;
+                        }
+                        k
+                    }
+                }
+            }
+        };
+        if count > 0 {
+            Self::notify_n(slf, count);
         }
         Ok(())
     }
 
     fn notify_all(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::notify(slf, i64::MAX)
+        Self::check_owned(slf, "cannot notify on un-acquired lock")?;
+        Self::notify_n(slf, usize::MAX);
+        Ok(())
     }
 
     #[pyo3(name = "notifyAll")]
     fn notify_all_alias(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::notify(slf, i64::MAX)
+        Self::notify_all(slf)
     }
 
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {

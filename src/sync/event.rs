@@ -80,11 +80,11 @@ impl Event {
     /// Blocks until the flag is set or `timeout` seconds passed; True if
     /// the event was set (even if cleared again since), as `threading`.
     #[pyo3(signature = (timeout = None))]
-    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+    fn wait(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         if self.is_set_now() {
             return Ok(true);
         }
-        let deadline = match args::timed(timeout) {
+        let deadline = match args::cond_wait(py, timeout)? {
             Wait::Try => return Ok(false),
             Wait::Until(d) => d,
         };

@@ -32,7 +32,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use super::args::Wait;
+use super::args::{self, Wait};
 use super::store::{Order, Store};
 use super::waiter::{self, Queue as Waiters, Waiter, GRANTED, WOKEN};
 
@@ -224,16 +224,36 @@ fn error(py: Python<'_>, name: &str) -> PyErr {
 
 /// `queue.Queue`'s timeout rule once it would block: None waits forever,
 /// a negative number is a ValueError.
-fn blocking_wait(block: bool, timeout: Option<f64>) -> PyResult<Wait> {
-    match (block, timeout) {
-        (false, _) => Ok(Wait::Try),
-        (true, None) => Ok(Wait::Until(None)),
-        (true, Some(t)) if t < 0.0 => Err(PyValueError::new_err(
+/// `queue.Queue`'s `block`/`timeout` rules. The outer result is what
+/// `put`/`get` check at once (`timeout < 0` is a ValueError, `time() +
+/// timeout` a TypeError for a non-number, as Python evaluates them); the
+/// inner one is the wait, whose error (an infinite or too large timeout:
+/// OverflowError from `Condition.wait`) is raised only if the call really
+/// has to wait. A NaN timeout does not wait (`queue.Queue` spins forever:
+/// docs/compatibility.md).
+fn blocking_wait(
+    py: Python<'_>,
+    block: bool,
+    timeout: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyResult<Wait>> {
+    let t = match (block, timeout) {
+        (false, _) => return Ok(Ok(Wait::Try)),
+        (true, None) => return Ok(Ok(Wait::Until(None))),
+        (true, Some(t)) => t,
+    };
+    if t.lt(0)? {
+        return Err(PyValueError::new_err(
             "'timeout' must be a non-negative number",
-        )),
-        (true, Some(t)) if t.is_nan() || t == 0.0 => Ok(Wait::Try),
-        (true, Some(t)) => Ok(Wait::Until(waiter::deadline(t))),
+        ));
     }
+    let secs: f64 = pyo3::types::PyFloat::new(py, 0.0).add(t)?.extract()?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Ok(Ok(Wait::Try));
+    }
+    Ok(args::cond_wait(
+        py,
+        Some(pyo3::types::PyFloat::new(py, secs).as_any()),
+    ))
 }
 
 #[pyclass(module = "ferrio", name = "_QueueBase", frozen, weakref, subclass)]
@@ -507,24 +527,24 @@ impl QueueBase {
     }
 
     /// `queue.Queue.put`: blocks while the queue is full (`maxsize > 0`).
-    #[pyo3(signature = (item, block = None, timeout = None))]
+    #[pyo3(signature = (item, block = args::Given::Missing, timeout = None), text_signature = "($self, item, block=True, timeout=None)")]
     fn put(
         slf: &Bound<'_, Self>,
         item: Py<PyAny>,
-        block: Option<&Bound<'_, PyAny>>,
-        timeout: Option<f64>,
+        block: args::Given<'_>,
+        timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let block = block.map_or(Ok(true), |b| b.is_truthy())?;
+        let block = args::truthy(&block)?;
         let mut wakes = Wakes::new();
         let mut st = slf.get().lock(py);
         if st.shutdown {
             return Err(error(py, "ShutDown"));
         }
         let wait = if st.maxsize > 0 {
-            blocking_wait(block, timeout)?
+            blocking_wait(py, block, timeout)?
         } else {
-            Wait::Try
+            Ok(Wait::Try)
         };
         if st.room(py, 0) {
             let r = st.put(py, item, &mut wakes);
@@ -532,7 +552,7 @@ impl QueueBase {
             Self::wake(slf, wakes);
             return r;
         }
-        let Wait::Until(deadline) = wait else {
+        let Wait::Until(deadline) = wait? else {
             drop(st);
             drop(item);
             return Err(error(py, "Full"));
@@ -545,32 +565,34 @@ impl QueueBase {
     }
 
     fn put_nowait(slf: &Bound<'_, Self>, item: Py<PyAny>) -> PyResult<()> {
-        let f = pyo3::types::PyBool::new(slf.py(), false);
-        Self::put(slf, item, Some(f.as_any()), None)
+        let f = pyo3::types::PyBool::new(slf.py(), false)
+            .to_owned()
+            .into_any();
+        Self::put(slf, item, args::Given::Value(f), None)
     }
 
     /// `queue.Queue.get`: blocks while the queue is empty.
-    #[pyo3(signature = (block = None, timeout = None))]
+    #[pyo3(signature = (block = args::Given::Missing, timeout = None), text_signature = "($self, block=True, timeout=None)")]
     fn get(
         slf: &Bound<'_, Self>,
-        block: Option<&Bound<'_, PyAny>>,
-        timeout: Option<f64>,
+        block: args::Given<'_>,
+        timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let block = block.map_or(Ok(true), |b| b.is_truthy())?;
+        let block = args::truthy(&block)?;
         let mut wakes = Wakes::new();
         let mut st = slf.get().lock(py);
         if st.shutdown && st.len(py) == 0 {
             return Err(error(py, "ShutDown"));
         }
-        let wait = blocking_wait(block, timeout)?;
+        let wait = blocking_wait(py, block, timeout)?;
         let got = st.get(py, &mut wakes);
         if !matches!(got, Ok(None)) {
             drop(st);
             Self::wake(slf, wakes);
             return got.map(|x| x.unwrap_or_else(|| py.None()));
         }
-        let Wait::Until(deadline) = wait else {
+        let Wait::Until(deadline) = wait? else {
             drop(st);
             return Err(error(py, "Empty"));
         };
@@ -581,8 +603,10 @@ impl QueueBase {
     }
 
     fn get_nowait(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let f = pyo3::types::PyBool::new(slf.py(), false);
-        Self::get(slf, Some(f.as_any()), None)
+        let f = pyo3::types::PyBool::new(slf.py(), false)
+            .to_owned()
+            .into_any();
+        Self::get(slf, args::Given::Value(f), None)
     }
 
     /// `await q.put_async(item)`: waits (without blocking the loop) while

@@ -190,24 +190,24 @@ impl RWLock {
     }
 
     /// Shared acquire; `threading.Lock.acquire`'s arguments and rules.
-    #[pyo3(signature = (blocking = None, timeout = -1.0))]
+    #[pyo3(signature = (blocking = args::Given::Missing, timeout = args::Given::Missing), text_signature = "($self, blocking=True, timeout=-1)")]
     fn acquire_read(
         slf: &Bound<'_, Self>,
-        blocking: Option<&Bound<'_, PyAny>>,
-        timeout: f64,
+        blocking: args::Given<'_>,
+        timeout: args::Given<'_>,
     ) -> PyResult<bool> {
-        let wait = args::lock_wait(slf.py(), args::lock_blocking(slf.py(), blocking)?, timeout)?;
+        let wait = args::lock_acquire(slf.py(), &blocking, &timeout)?;
         Self::acquire(slf, READ, wait)
     }
 
     /// Exclusive acquire; `threading.Lock.acquire`'s arguments and rules.
-    #[pyo3(signature = (blocking = None, timeout = -1.0))]
+    #[pyo3(signature = (blocking = args::Given::Missing, timeout = args::Given::Missing), text_signature = "($self, blocking=True, timeout=-1)")]
     fn acquire_write(
         slf: &Bound<'_, Self>,
-        blocking: Option<&Bound<'_, PyAny>>,
-        timeout: f64,
+        blocking: args::Given<'_>,
+        timeout: args::Given<'_>,
     ) -> PyResult<bool> {
-        let wait = args::lock_wait(slf.py(), args::lock_blocking(slf.py(), blocking)?, timeout)?;
+        let wait = args::lock_acquire(slf.py(), &blocking, &timeout)?;
         Self::acquire(slf, WRITE, wait)
     }
 

@@ -62,13 +62,23 @@ impl Semaphore {
         })
     }
 
-    #[pyo3(signature = (blocking = None, timeout = None))]
+    /// `threading.Semaphore.acquire`: the timeout is read only when no
+    /// permit is free (args.rs).
+    #[pyo3(signature = (blocking = args::Given::Missing, timeout = None), text_signature = "($self, blocking=True, timeout=None)")]
     fn acquire(
         slf: &Bound<'_, Self>,
-        blocking: Option<&Bound<'_, PyAny>>,
-        timeout: Option<f64>,
+        blocking: args::Given<'_>,
+        timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let wait = args::sem_wait(args::truthy(blocking)?, timeout)?;
+        let blocking = args::truthy(&blocking)?;
+        args::sem_check(blocking, timeout)?;
+        if !blocking {
+            return Self::acquire_with(slf, Wait::Try);
+        }
+        if timeout.is_some() && Self::acquire_with(slf, Wait::Try)? {
+            return Ok(true);
+        }
+        let wait = args::timed_wait(slf.py(), timeout)?;
         Self::acquire_with(slf, wait)
     }
 
@@ -76,11 +86,39 @@ impl Semaphore {
         Self::acquire_with(slf, Wait::Until(None))
     }
 
-    #[pyo3(signature = (n = 1))]
-    fn release(slf: &Bound<'_, Self>, n: i64) -> PyResult<()> {
-        if n < 1 {
-            return Err(PyValueError::new_err("n must be one or more"));
-        }
+    /// `threading.Semaphore.release(n)`: `n < 1` is checked as Python
+    /// compares (so `release(0.5)` is a ValueError, `release("x")` a
+    /// TypeError); a float `n >= 1`, which `threading` adds to its counter,
+    /// is a TypeError here (docs/compatibility.md).
+    #[pyo3(signature = (n = args::Given::Missing), text_signature = "($self, n=1)")]
+    fn release(slf: &Bound<'_, Self>, n: args::Given<'_>) -> PyResult<()> {
+        let n = match n {
+            args::Given::Missing => 1,
+            args::Given::Value(n) => {
+                if n.lt(1)? {
+                    return Err(PyValueError::new_err("n must be one or more"));
+                }
+                n.extract::<i64>().or_else(|e| {
+                    let py = slf.py();
+                    if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(py) {
+                        return Ok(i64::MAX);
+                    }
+                    // A float past a bounded semaphore's bound is
+                    // threading's ValueError before it is our TypeError.
+                    let me = slf.get();
+                    if me.bounded {
+                        if let Ok(f) = n.extract::<f64>() {
+                            if me.core.value() as f64 + f > me.core.bound() as f64 {
+                                return Err(PyValueError::new_err(
+                                    "Semaphore released too many times",
+                                ));
+                            }
+                        }
+                    }
+                    Err(e)
+                })?
+            }
+        };
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         Self::release_n(slf, n)
     }
