@@ -5,6 +5,8 @@ import socket
 
 import pytest
 
+import ferrio
+
 
 @pytest.fixture
 def pair():
@@ -208,6 +210,105 @@ def test_closed_fd_os_error(loop):
     with pytest.raises(OSError):
         loop.add_reader(r, print)
     assert loop.remove_reader(r) is False
+
+
+@pytest.mark.parametrize("side", ["reader", "writer"])
+def test_remove_after_socket_closed(loop, side):
+    """A socket closed while watched (fileno() is now -1) is still removed
+    by identity, as selectors' exhaustive lookup finds it (anyio closes a
+    raw socket, then its done-callback calls remove_reader)."""
+    add = getattr(loop, "add_" + side)
+    remove = getattr(loop, "remove_" + side)
+    a, b = socket.socketpair()
+    b.close()
+    add(a, print)
+    a.close()
+    assert a.fileno() == -1
+    assert remove(a) is True
+    with pytest.raises(ValueError, match="-1"):  # no longer registered
+        remove(a)
+    # A fresh socket that may reuse the fd number is not watched.
+    c, d = socket.socketpair()
+    try:
+        assert remove(c) is False
+    finally:
+        c.close()
+        d.close()
+
+
+def test_remove_closed_socket_never_added(loop):
+    a, b = socket.socketpair()
+    a.close()
+    b.close()
+    with pytest.raises(ValueError, match="-1"):
+        loop.remove_reader(a)
+    with pytest.raises(ValueError, match="-1"):
+        loop.remove_writer(a)
+
+
+def test_remove_closed_socket_added_by_fd(loop):
+    # Registered by number: nothing ties the closed object to it.
+    a, b = socket.socketpair()
+    b.close()
+    fd = a.fileno()
+    loop.add_reader(fd, print)
+    a.close()
+    with pytest.raises(ValueError):
+        loop.remove_reader(a)
+    assert loop.remove_reader(fd) is True
+
+
+def test_closed_socket_reader_and_writer(loop):
+    a, b = socket.socketpair()
+    b.close()
+    loop.add_reader(a, print)
+    loop.add_writer(a, print)
+    a.close()
+    if isinstance(loop, ferrio.Loop):
+        # ferrio: the writer is removed and the dead fd forgotten.
+        assert loop.remove_writer(a) is True
+    else:
+        # asyncio: re-arming the dead fd for the reader alone fails
+        # (EBADF), and the selector forgets the key.
+        with pytest.raises(OSError):
+            loop.remove_writer(a)
+    # Either way nothing is registered any more.
+    with pytest.raises(ValueError, match="-1"):
+        loop.remove_reader(a)
+
+
+def test_fd_reused_after_close_without_remove(loop):
+    """A socket closed while watched and never removed, then its fd number
+    reused and watched by number: asyncio's selector key still names the
+    closed object, so removing that object removes the new watcher. ferrio
+    re-checks the recorded object when the fd is watched again and refuses
+    (documented in docs/compatibility.md)."""
+    a, b = socket.socketpair()
+    b.close()
+    c, d = socket.socketpair()  # while a is open: neither takes a's number
+    n = a.fileno()
+    loop.add_reader(a, print)
+    a.close()
+    os.dup2(c.fileno(), n)  # fd n now names c's socket
+    try:
+        loop.add_reader(n, print)
+        if isinstance(loop, ferrio.Loop):
+            with pytest.raises(ValueError, match="-1"):
+                loop.remove_reader(a)
+            assert loop.remove_reader(n) is True
+        else:
+            assert loop.remove_reader(a) is True  # the new watcher is gone
+            assert loop.remove_reader(n) is False
+    finally:
+        os.close(n)
+        c.close()
+        d.close()
+
+
+def test_closed_loop_remove_invalid_fd(loop):
+    loop.close()
+    assert loop.remove_reader(-1) is False
+    assert loop.remove_writer(-1) is False
 
 
 def test_regular_file_not_pollable(loop, tmp_path):

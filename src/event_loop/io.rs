@@ -113,6 +113,69 @@ pub(super) fn add(
     Ok(handle)
 }
 
+/// `add_reader`/`add_writer` of a file object: as [`add`], and a non-int
+/// object is remembered for [`remove_obj`]'s identity lookup.
+pub(super) fn add_obj(
+    lp: &Loop,
+    obj: &Bound<'_, PyAny>,
+    side: Side,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<HandleRef> {
+    let py = obj.py();
+    let fd = fileobj_to_fd(obj)?;
+    let prev = lp.reactor.take_fileobj(py, fd);
+    let handle = match add(lp, fd, side, callback, args) {
+        Ok(h) => h,
+        Err(e) => {
+            drop(lp.reactor.remember_fileobj(py, fd, prev));
+            return Err(e);
+        }
+    };
+    // asyncio's key keeps the object of the first registration while the
+    // key lives; a recorded object that is closed (or now names another
+    // fd) is stale: the fd number was reused without a remove.
+    let keep = match prev {
+        Some(p) if still_on(p.bind(py), fd) => Some(p),
+        _ if !obj.is_instance_of::<PyInt>() => Some(obj.clone().unbind()),
+        _ => None,
+    };
+    // The replaced object is dropped after the table borrow: freeing it may
+    // run Python code.
+    drop(lp.reactor.remember_fileobj(py, fd, keep));
+    Ok(handle)
+}
+
+/// Whether `obj.fileno()` still answers `fd`.
+fn still_on(obj: &Bound<'_, PyAny>, fd: RawFd) -> bool {
+    obj.call_method0("fileno")
+        .and_then(|n| n.extract::<i64>())
+        .is_ok_and(|n| n == i64::from(fd))
+}
+
+/// `remove_reader`/`remove_writer` of a file object, as asyncio's
+/// `_remove_reader`: a closed loop removes nothing; an object whose
+/// `fileno()` no longer works (a closed socket answers -1) is looked up by
+/// identity among the registered objects, and only if it is not there does
+/// the ValueError propagate (`selectors._BaseSelectorImpl._fileobj_lookup`).
+pub(super) fn remove_obj(lp: &Loop, obj: &Bound<'_, PyAny>, side: Side) -> PyResult<bool> {
+    let py = obj.py();
+    if lp.is_closed() {
+        return Ok(false);
+    }
+    let fd = match fd_to_remove(obj) {
+        Ok(fd) => fd,
+        Err(e) if e.is_instance_of::<PyValueError>(py) && !obj.is_instance_of::<PyInt>() => {
+            match lp.reactor.fd_of_fileobj(py, obj) {
+                Some(fd) => Some(fd),
+                None => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(fd.is_some_and(|fd| remove(py, lp, fd, side)))
+}
+
 pub(super) fn remove(py: Python<'_>, lp: &Loop, fd: RawFd, side: Side) -> bool {
     if lp.is_closed() {
         return false;

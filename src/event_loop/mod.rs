@@ -563,8 +563,7 @@ impl Loop {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        let fd = io::fileobj_to_fd(fd)?;
-        io::add(self, fd, Side::Read, callback, args).map(drop)
+        io::add_obj(self, fd, Side::Read, callback, args).map(drop)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
@@ -574,18 +573,15 @@ impl Loop {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        let fd = io::fileobj_to_fd(fd)?;
-        io::add(self, fd, Side::Write, callback, args).map(drop)
+        io::add_obj(self, fd, Side::Write, callback, args).map(drop)
     }
 
     fn remove_reader(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let py = fd.py();
-        Ok(io::fd_to_remove(fd)?.is_some_and(|fd| io::remove(py, self, fd, Side::Read)))
+        io::remove_obj(self, fd, Side::Read)
     }
 
     fn remove_writer(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let py = fd.py();
-        Ok(io::fd_to_remove(fd)?.is_some_and(|fd| io::remove(py, self, fd, Side::Write)))
+        io::remove_obj(self, fd, Side::Write)
     }
 
     /// Selector-loop internal names, used by code written against
@@ -597,8 +593,7 @@ impl Loop {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<PyAny>> {
-        let fd = io::fileobj_to_fd(fd)?;
-        io::add(self, fd, Side::Read, callback, args).map(HandleRef::into_py)
+        io::add_obj(self, fd, Side::Read, callback, args).map(HandleRef::into_py)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
@@ -608,8 +603,7 @@ impl Loop {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<PyAny>> {
-        let fd = io::fileobj_to_fd(fd)?;
-        io::add(self, fd, Side::Write, callback, args).map(HandleRef::into_py)
+        io::add_obj(self, fd, Side::Write, callback, args).map(HandleRef::into_py)
     }
 
     fn _remove_reader(&self, fd: &Bound<'_, PyAny>) -> PyResult<bool> {

@@ -48,6 +48,12 @@ struct FdEntry {
     parked: u8,
     /// Identity of the socket object the parked sides belong to.
     owner: usize,
+    /// The last non-int file object `add_reader`/`add_writer` got for this
+    /// fd (asyncio's `SelectorKey.fileobj`): once that object is closed its
+    /// `fileno()` is -1, and `remove_reader(obj)` finds the fd by identity,
+    /// as `selectors`' exhaustive lookup does. A strong reference, as
+    /// asyncio's key holds; dropped outside the table borrow.
+    fileobj: Option<Py<PyAny>>,
 }
 
 fn side_bit(side: Side) -> u8 {
@@ -124,6 +130,10 @@ impl Reactor {
         let existed = fds.contains_key(&fd);
         let entry = fds.entry(fd).or_default();
         entry.parked &= !side_bit(side);
+        // A new watcher may belong to another object on a reused fd number:
+        // the recorded file object no longer names this registration
+        // (`io::add_obj` records it again when it still does).
+        let stale = entry.fileobj.take();
         let old = entry.slot(side).replace(handle);
         let interest = entry.interest();
         let res = if existed {
@@ -144,8 +154,11 @@ impl Reactor {
             }
             drop(fds);
             drop(failed); // outside the table: freeing it may run Python code
+            drop(stale);
             return Err(e);
         }
+        drop(fds);
+        drop(stale);
         Ok(old)
     }
 
@@ -270,6 +283,37 @@ impl Reactor {
         drop(fds);
         drop(gone); // the other side's handle, freed outside the table
         old
+    }
+
+    /// Records `obj` as the file object watched on `fd` (see
+    /// `FdEntry::fileobj`). Returns the object it replaces, for the caller
+    /// to drop after this borrow.
+    pub fn remember_fileobj(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        obj: Option<Py<PyAny>>,
+    ) -> Option<Py<PyAny>> {
+        let mut fds = self.fds.borrow(py);
+        match fds.get_mut(&fd) {
+            Some(entry) => std::mem::replace(&mut entry.fileobj, obj),
+            None => obj,
+        }
+    }
+
+    /// Takes the recorded file object of `fd` out of the table.
+    pub fn take_fileobj(&self, py: Python<'_>, fd: RawFd) -> Option<Py<PyAny>> {
+        self.fds.borrow(py).get_mut(&fd)?.fileobj.take()
+    }
+
+    /// The fd whose recorded file object is `obj` (identity), as
+    /// `selectors`' `_fileobj_lookup` searches when `obj.fileno()` fails.
+    pub fn fd_of_fileobj(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> Option<RawFd> {
+        self.fds
+            .borrow(py)
+            .iter()
+            .find(|(_, e)| e.fileobj.as_ref().is_some_and(|o| o.is(obj)))
+            .map(|(fd, _)| *fd)
     }
 
     /// Which sides of `fd` have a handle: bit 1 reader, bit 2 writer
@@ -407,6 +451,9 @@ impl Reactor {
                 if let Some(h) = &e.writer {
                     visit.call(h.as_py())?;
                 }
+                if let Some(o) = &e.fileobj {
+                    visit.call(o)?;
+                }
             }
         }
         Ok(())
@@ -417,11 +464,15 @@ impl Reactor {
     pub fn clear(&self, py: Python<'_>) -> Vec<HandleRef> {
         let mut fds = self.fds.borrow(py);
         let mut out = Vec::new();
+        let mut objs = Vec::new();
         for (fd, e) in fds.drain() {
             self.epoll.delete(fd);
             out.extend(e.reader);
             out.extend(e.writer);
+            objs.extend(e.fileobj);
         }
+        drop(fds);
+        drop(objs); // freeing a file object may run Python code
         out
     }
 }
