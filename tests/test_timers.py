@@ -1,5 +1,6 @@
 """call_later / call_at / TimerHandle, odd delays, reclaiming cancelled timers."""
 
+import asyncio
 import math
 import os
 import subprocess
@@ -236,3 +237,129 @@ def test_dropped_cancelled_timer_may_schedule_from_del(loop):
     loop.call_later(0.1, loop.stop)
     loop.run_forever()
     assert ran == ["live", "from __del__"]
+
+
+@pytest.mark.parametrize("when", [0, 10**6, 2**53])
+def test_call_at_int_when_is_kept(loop, when):
+    # asyncio's TimerHandle hands back the deadline it got: aiohttp
+    # schedules whole seconds (ceil) and checks for an int.
+    deadline = when + int(loop.time())
+    h = loop.call_at(deadline, print)
+    try:
+        assert type(h.when()) is int
+        assert h.when() == deadline
+        assert type(h._when) is int
+    finally:
+        h.cancel()
+
+
+def test_call_at_float_and_call_later_are_floats(loop):
+    h1 = loop.call_at(float(int(loop.time()) + 100), print)
+    h2 = loop.call_later(5, print)  # an int delay: time() + 5 is a float
+    try:
+        assert type(h1.when()) is float
+        assert type(h2.when()) is float
+    finally:
+        h1.cancel()
+        h2.cancel()
+
+
+def test_int_deadline_orders_with_floats(loop):
+    out = []
+    now = loop.time()
+    loop.call_at(math.ceil(now) + 1, out.append, "int")
+    loop.call_at(now + 0.01, out.append, "float")
+    loop.call_at(math.ceil(now) + 1.5, loop.stop)
+    loop.run_forever()
+    assert out == ["float", "int"]
+
+
+def _run_passes(loop, n):
+    for _ in range(n):
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+
+def test_patched_time_moves_timers(loop):
+    """mock.patch.object(loop, "time"): the loop reads `self.time()` for
+    due timers, as asyncio's _run_once does (aiohttp's keep-alive tests)."""
+    from unittest import mock
+
+    real = loop.time()
+    fired = []
+    with mock.patch.object(loop, "time") as t:
+        t.return_value = real
+        h = loop.call_later(1000, fired.append, "later")  # due at real + 1000
+        loop.call_at(real + 500, fired.append, "at")
+        assert h.when() == real + 1000
+        _run_passes(loop, 2)
+        assert fired == []
+        t.return_value = real + 500
+        _run_passes(loop, 2)
+        assert fired == ["at"]
+        t.return_value = real + 1000
+        _run_passes(loop, 2)
+        assert fired == ["at", "later"]
+    # Unpatched: the real clock again.
+    assert "time" not in vars(loop)
+    h = loop.call_later(1000, fired.append, "never")
+    assert abs(h.when() - (loop.time() + 1000)) < 5
+    _run_passes(loop, 2)
+    assert fired == ["at", "later"]
+    h.cancel()
+
+
+def test_patched_time_poll_timeout(loop):
+    """With patched time, the poll waits `when - self.time()`: a timer
+    already due by the patched clock runs without waiting for the real one."""
+    import time
+    from unittest import mock
+
+    fired = []
+    real = loop.time()
+    loop.call_at(real + 3600, fired.append, 1)
+    loop.call_at(real + 3600, loop.stop)
+    with mock.patch.object(loop, "time", return_value=real + 3600):
+        t0 = time.monotonic()
+        loop.run_forever()
+    assert fired == [1]
+    assert time.monotonic() - t0 < 30
+
+
+def test_subclass_time_is_the_loop_clock(loop_factory):
+    """A subclass's own time() (a virtual clock) drives timers."""
+    tmp = loop_factory()
+    base = type(tmp)
+    tmp.close()
+
+    class Virtual(base):
+        now = 0.0
+
+        def time(self):
+            return self.now
+
+    lp = Virtual()
+    try:
+        fired = []
+        lp.call_later(60, fired.append, 1)
+        _run_passes(lp, 2)
+        assert fired == []
+        lp.now = 60.0
+        _run_passes(lp, 2)
+        assert fired == [1]
+    finally:
+        lp.close()
+
+
+def test_time_raising_reaches_run(loop):
+    from unittest import mock
+
+    loop.call_later(10, print).cancel()
+    loop.call_later(10, print)
+
+    def boom():
+        raise ZeroDivisionError
+
+    with mock.patch.object(loop, "time", side_effect=boom):
+        with pytest.raises(ZeroDivisionError):
+            loop.run_until_complete(asyncio.sleep(0))

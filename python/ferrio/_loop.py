@@ -61,6 +61,8 @@ class Loop(_ferrio.Loop, asyncio.AbstractEventLoop):
         self._unix_server_sockets = {}
         self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
+        # A subclass's own time() makes the loop read its clock through it.
+        self._sync_time_source()
 
     # -- running ---------------------------------------------------------
 

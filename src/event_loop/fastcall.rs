@@ -146,9 +146,9 @@ unsafe fn dispatch(
         Kind::SoonThreadsafe => this
             .call_soon_impl(py, &callback, &cb_args, context, true)?
             .into_py(),
-        Kind::Later => this
-            .call_later_impl(py, Some(&arg(0)), &callback, &cb_args, context)?
-            .into_py(),
+        Kind::Later => {
+            Loop::call_later_impl(&lp, Some(&arg(0)), &callback, &cb_args, context)?.into_py()
+        }
         Kind::At => this
             .call_at_impl(py, Some(&arg(0)), &callback, &cb_args, context)?
             .into_py(),

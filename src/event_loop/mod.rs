@@ -41,7 +41,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock;
@@ -78,6 +78,13 @@ pub struct Loop {
     spare_context: SpareContext,
     /// Finished executor jobs waiting for the drain callback (inbox.rs).
     inbox: Mutex<Vec<(Py<PyAny>, inbox::Outcome)>>,
+    /// `time` is overridden (an instance attribute, e.g.
+    /// `mock.patch.object(loop, "time")`, or a subclass's method): the
+    /// loop then reads the clock through `self.time()` where asyncio does
+    /// (the poll timeout, due timers, `call_later`), so patched time moves
+    /// timers as it does on asyncio's loop. Set by `__setattr__`/
+    /// `__delattr__` and `_sync_time_source`.
+    time_overridden: AtomicBool,
     /// `run_in_executor` jobs on a ferrio pool not yet finished (each
     /// job holds an [`inbox::InFlight`]): while some are, an idle loop
     /// spins briefly before sleeping (run.rs, "Waiting for the pool").
@@ -227,16 +234,33 @@ impl Loop {
     /// `call_later`: asyncio computes `self.time() + delay` and goes through
     /// `call_at` (whose name its debug-mode errors carry).
     pub(crate) fn call_later_impl(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Loop>,
         delay: Option<&Bound<'_, PyAny>>,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<HandleRef> {
-        let delay = extract_time(delay, "delay must not be None")?;
-        let when = clock::now() + delay;
-        self.schedule_at(py, when, callback, args, context, "call_at")
+        let (delay, _) = extract_time(delay, "delay must not be None")?;
+        let when = Loop::now(slf)? + delay;
+        slf.get()
+            .schedule_at(slf.py(), (when, false), callback, args, context, "call_at")
+    }
+
+    /// The loop's clock: the native monotonic clock, or `self.time()` when
+    /// `time` is overridden (see `time_overridden`).
+    #[inline]
+    pub(crate) fn now(slf: &Bound<'_, Loop>) -> PyResult<f64> {
+        if slf.get().time_overridden.load(Ordering::Relaxed) {
+            slf.call_method0(pyo3::intern!(slf.py(), "time"))?
+                .extract::<f64>()
+        } else {
+            Ok(clock::now())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_time_overridden(&self) -> bool {
+        self.time_overridden.load(Ordering::Relaxed)
     }
 
     pub(crate) fn call_at_impl(
@@ -254,7 +278,8 @@ impl Loop {
     fn schedule_at(
         &self,
         py: Python<'_>,
-        when: f64,
+        // Seconds, and whether they were given as an `int`.
+        (when, when_is_int): (f64, bool),
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
@@ -268,7 +293,7 @@ impl Loop {
         }
         let base = self.make_handle(py, callback, args, context, debug, true)?;
         let counter = self.timer_cancel_counter.clone();
-        let th = handles::new_handle(py, base.with_timer(when, counter))?;
+        let th = handles::new_handle(py, base.with_timer(when, when_is_int, counter))?;
         self.timers.borrow(py).push(when, th.clone_ref(py));
         Ok(th)
     }
@@ -340,11 +365,14 @@ impl Loop {
 const LAZY_CONTEXT_FROM: usize = 64;
 
 /// Reads a delay or deadline as a float, as `loop.time() + delay` would.
-fn extract_time(obj: Option<&Bound<'_, PyAny>>, none_msg: &str) -> PyResult<f64> {
+/// A deadline or delay as seconds, and whether it was given as an `int`
+/// (asyncio's `TimerHandle.when()` hands back the object it got; aiohttp
+/// schedules whole seconds and checks for an `int`).
+fn extract_time(obj: Option<&Bound<'_, PyAny>>, none_msg: &str) -> PyResult<(f64, bool)> {
     match obj {
         None => Err(PyTypeError::new_err(none_msg.to_string())),
         Some(o) if o.is_none() => Err(PyTypeError::new_err(none_msg.to_string())),
-        Some(o) => o.extract::<f64>(),
+        Some(o) => Ok((o.extract::<f64>()?, o.is_instance_of::<PyInt>())),
     }
 }
 
@@ -371,7 +399,60 @@ impl Loop {
             inbox: Mutex::new(Vec::new()),
             executor_jobs: Arc::new(AtomicUsize::new(0)),
             spare_context: SpareContext::new(),
+            time_overridden: AtomicBool::new(false),
         })
+    }
+
+    /// Attribute assignment on the loop: the generic store, and an
+    /// instance-level `time` switches the loop to reading `self.time()`.
+    fn __setattr__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyString>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        // SAFETY: three valid references, held for the call.
+        let rc =
+            unsafe { ffi::PyObject_GenericSetAttr(slf.as_ptr(), name.as_ptr(), value.as_ptr()) };
+        if rc < 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        if name.to_str()? == "time" {
+            slf.get().time_overridden.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyString>) -> PyResult<()> {
+        // SAFETY: valid references; a null value deletes.
+        let rc = unsafe {
+            ffi::PyObject_GenericSetAttr(slf.as_ptr(), name.as_ptr(), std::ptr::null_mut())
+        };
+        if rc < 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        if name.to_str()? == "time" {
+            Self::_sync_time_source(slf)?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes whether `time` is overridden: by the instance's
+    /// `__dict__` or by a class between the instance's type and this one
+    /// (called at construction and when an instance `time` is deleted).
+    fn _sync_time_source(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let name = pyo3::intern!(py, "time");
+        let native = py.get_type::<Loop>().getattr(name)?;
+        let mut overridden = !slf.get_type().getattr(name)?.is(&native);
+        if !overridden {
+            if let Ok(d) = slf.getattr(pyo3::intern!(py, "__dict__")) {
+                overridden = d.contains(name).unwrap_or(false);
+            }
+        }
+        slf.get()
+            .time_overridden
+            .store(overridden, Ordering::Relaxed);
+        Ok(())
     }
 
     /// `loop.time()`: the monotonic clock in seconds.

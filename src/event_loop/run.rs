@@ -125,6 +125,7 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
         drop(reclaimed); // decref outside the heap: __del__ may run
         timeout = match next_deadline {
             None => -1,
+            Some(when) if lp.is_time_overridden() => timeout_ms(when - Loop::now(slf)?),
             Some(when) => timeout_ms(when - clock::now()),
         };
         if timeout != 0 {
@@ -181,6 +182,17 @@ pub(crate) fn run_once(slf: &Bound<'_, Loop>, scratch: &mut Scratch) -> PyResult
     }
 
     // 4. Due timers (and, on a busy loop, reclaim cancelled ones now).
+    // With `time` overridden, "now" is whatever `self.time()` says, read
+    // once per pass as asyncio does.
+    if lp.is_time_overridden() && !lp.timers.borrow(py).is_empty() {
+        match Loop::now(slf) {
+            Ok(t) => now = Some(t),
+            Err(e) => {
+                requeue(py, lp, scratch);
+                return Err(e);
+            }
+        }
+    }
     let reclaimed = {
         let mut timers = lp.timers.borrow(py);
         if timers.is_empty() {

@@ -224,6 +224,8 @@ impl SpareContext {
 /// The timer part of a `TimerHandle`.
 pub(crate) struct TimerPart {
     when: f64,
+    /// `when` was given as an `int`: `when()` answers an `int` again.
+    when_is_int: bool,
     /// True while the handle sits in the loop's timer heap.
     scheduled: AtomicBool,
     /// The loop's count of cancelled handles still in the heap.
@@ -262,9 +264,15 @@ impl HandleCore {
     }
 
     /// Makes this a timer handle due at `when`.
-    pub(crate) fn with_timer(mut self, when: f64, cancelled_in_heap: Arc<AtomicUsize>) -> Self {
+    pub(crate) fn with_timer(
+        mut self,
+        when: f64,
+        when_is_int: bool,
+        cancelled_in_heap: Arc<AtomicUsize>,
+    ) -> Self {
         self.timer = Some(TimerPart {
             when,
+            when_is_int,
             scheduled: AtomicBool::new(true),
             cancelled_in_heap,
         });
@@ -399,6 +407,23 @@ impl HandleCore {
     #[inline]
     pub(crate) fn when(&self) -> Option<f64> {
         self.timer.as_ref().map(|t| t.when)
+    }
+
+    /// `when()` as Python sees it: an `int` if it was given as one (exact
+    /// up to 2**53; the heap orders by the float).
+    pub(crate) fn when_object<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let Some(t) = self.timer.as_ref() else {
+            return Ok(f64::NAN.into_pyobject(py)?.into_any());
+        };
+        if t.when_is_int && t.when.is_finite() {
+            // The float of an int is integral; within i64 it converts back
+            // exactly, beyond it Python's int(float) does.
+            if t.when.abs() < 9.0e18 {
+                return Ok((t.when as i64).into_pyobject(py)?.into_any());
+            }
+            return py.get_type::<pyo3::types::PyInt>().call1((t.when,));
+        }
+        Ok(t.when.into_pyobject(py)?.into_any())
     }
 
     /// Called by the heap when a timer leaves it (run or reclaimed).

@@ -155,8 +155,7 @@ unsafe extern "C" fn m_get_context(
 unsafe extern "C" fn m_when(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
     guard(|py| {
         // SAFETY: as above.
-        let when = unsafe { core_of(slf) }.when().unwrap_or(f64::NAN);
-        Ok(when.into_pyobject(py)?.into_ptr())
+        Ok(unsafe { core_of(slf) }.when_object(py)?.into_ptr())
     })
 }
 
