@@ -134,9 +134,10 @@ pub(super) fn add_obj(
     };
     // asyncio's key keeps the object of the first registration while the
     // key lives; a recorded object that is closed (or now names another
-    // fd) is stale: the fd number was reused without a remove.
+    // fd) is stale: the fd number was reused without a remove. `obj` itself
+    // just answered `fd` (the common re-add of one socket: no call).
     let keep = match prev {
-        Some(p) if still_on(p.bind(py), fd) => Some(p),
+        Some(p) if p.is(obj) || still_on(p.bind(py), fd) => Some(p),
         _ if !obj.is_instance_of::<PyInt>() => Some(obj.clone().unbind()),
         _ => None,
     };

@@ -364,8 +364,7 @@ impl Loop {
 /// contexts. Below it, keeping the (already made) copy is cheaper.
 const LAZY_CONTEXT_FROM: usize = 64;
 
-/// Reads a delay or deadline as a float, as `loop.time() + delay` would.
-/// A deadline or delay as seconds, and whether it was given as an `int`
+/// A deadline or delay as seconds (a float, as `loop.time() + delay` would be), and whether it was given as an `int`
 /// (asyncio's `TimerHandle.when()` hands back the object it got; aiohttp
 /// schedules whole seconds and checks for an `int`).
 fn extract_time(obj: Option<&Bound<'_, PyAny>>, none_msg: &str) -> PyResult<(f64, bool)> {

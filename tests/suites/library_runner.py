@@ -64,8 +64,9 @@ def run(root: str, name: str, loop: str, timeout: float = 600.0) -> dict:
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONPATH=os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")])),
     )
-    args = ["-p", "ferrio_policy_plugin", "--timeout=120"] if _has_timeout() else [
-        "-p", "ferrio_policy_plugin"]
+    args = ["-p", "ferrio_policy_plugin"]
+    if installed_version("pytest-timeout") is not None:  # a test extra
+        args.append("--timeout=120")
     res = run_pytest(root, args + SUITES[name]["args"], env,
                      os.path.join(root, f"junit-{loop}.xml"), timeout)
     try:
@@ -74,10 +75,6 @@ def run(root: str, name: str, loop: str, timeout: float = 600.0) -> dict:
     except (OSError, ValueError):
         res["ferrio_loops"] = 0
     return res
-
-
-def _has_timeout() -> bool:
-    return installed_version("pytest-timeout") is not None
 
 
 def main(names: list[str]) -> int:

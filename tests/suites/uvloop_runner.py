@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 
-from common import compare, fetch as _fetch, installed_version, report, run_pytest, table  # noqa: F401
+from common import fetch as _fetch, installed_version, report, run_pytest
 
 CONFTEST = '''\
 import os
