@@ -30,7 +30,7 @@ import weakref
 from asyncio import base_events, coroutines, events, selector_events, unix_events
 from asyncio.log import logger
 
-from . import _dns, _executor, _ferrio, _sockets, _transports
+from . import _borrow, _dns, _executor, _ferrio, _sockets, _transports
 from asyncio import futures as _futures
 
 __all__ = ["Loop"]
@@ -186,7 +186,9 @@ class Loop(_ferrio.Loop, asyncio.AbstractEventLoop):
 # from base to most derived; a name listed under several (_sendfile_native,
 # _sock_sendfile_native) ends up with the most derived version, as in
 # asyncio's own MRO. Never add a function that uses zero-argument super():
-# its __class__ cell is asyncio's class (see Loop._stop_serving).
+# its __class__ cell is asyncio's class (see Loop._stop_serving). Each name is
+# resolved on asyncio's class at access time (_borrow.py), so patches of
+# asyncio's loop classes reach ferrio's loops.
 _BORROWED = {
     base_events.BaseEventLoop: (
         "__repr__",
@@ -284,8 +286,15 @@ _BORROWED = {
 for _cls, _names in _BORROWED.items():
     for _name in _names:
         _fn = _cls.__dict__.get(_name)
-        if _fn is not None:
+        if _fn is None:
+            continue
+        # Special methods are looked up on the type by the interpreter and
+        # are not patched by programs: copied as they are.
+        # The others follow patches of asyncio's class (_borrow.py).
+        if _name.startswith("__") or getattr(_borrow.ASYNCIO_LOOP, _name) is not _fn:
             setattr(Loop, _name, _fn)
+        else:
+            setattr(Loop, _name, _borrow.Borrowed(_name))
 del _cls, _names, _name, _fn
 
 # Stream sockets get ferrio's native transport.
