@@ -11,15 +11,14 @@ reason; PostgreSQL and Redis skip only when no server binary can be found
 
 import asyncio
 import contextlib
-import glob
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
-import time
+import sys
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "suites"))
+import servers  # noqa: E402
 
 # -- aiohttp ------------------------------------------------------------------
 
@@ -270,94 +269,27 @@ def test_anyio_tcp_streams(loop):
 # -- asyncpg + PostgreSQL ------------------------------------------------------
 
 
-def _pg_bindir():
-    for cand in [os.path.dirname(shutil.which("initdb") or "")] + sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), reverse=True
-    ):
-        if cand and os.path.exists(os.path.join(cand, "initdb")) and os.path.exists(os.path.join(cand, "postgres")):
-            return os.path.realpath(cand)
-    return None
-
-
 @pytest.fixture(scope="module")
 def postgres():
-    """A throwaway PostgreSQL server on 127.0.0.1 (trust auth)."""
-    bindir = _pg_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binary (initdb/postgres) found; install Debian's postgresql package")
-    root = tempfile.mkdtemp(prefix="ferrio-pg-")
-    data = os.path.join(root, "data")
-    as_user = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        import pwd
-
-        try:
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and no 'postgres' user to run the server as")
-        os.chown(root, pw.pw_uid, pw.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(
-        as_user + [os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    proc = subprocess.Popen(
-        as_user
-        + [
-            os.path.join(bindir, "postgres"),
-            "-D",
-            data,
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "-k",
-            root,
-            "-c",
-            "fsync=off",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def accepting():
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-
-    with _server_process(proc, root, accepting, "PostgreSQL"):
+    """A throwaway PostgreSQL server on 127.0.0.1 (trust auth); its port."""
+    with _server(servers.postgres()) as port:
         yield port
 
 
 @contextlib.contextmanager
-def _server_process(proc, root, ready, name):
-    """Waits (up to 30 s) until ``ready()`` is true (an OSError counts as
-    not yet), then yields; afterwards stops ``proc`` and removes ``root``."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if ready():
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            shutil.rmtree(root, ignore_errors=True)
-            pytest.fail(f"{name} did not start")
-        time.sleep(0.1)
+def _server(cm):
+    """Enters a tests/suites/servers.py server: skips where none can run
+    here, fails where one should have started and did not."""
     try:
-        yield
+        value = cm.__enter__()
+    except servers.Unavailable as e:
+        pytest.skip(str(e))
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        yield value
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
+        cm.__exit__(None, None, None)
 
 
 def test_asyncpg_queries(loop, postgres):
@@ -403,27 +335,8 @@ def test_asyncpg_queries(loop, postgres):
 def redis_server():
     """A throwaway Redis server on 127.0.0.1 and a Unix socket (no
     persistence); yields (port, unix socket path)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no redis-server binary found; install Debian's redis-server package")
-    root = tempfile.mkdtemp(prefix="ferrio-redis-")
-    path = os.path.join(root, "redis.sock")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--unixsocket", path, "--save", "", "--appendonly", "no", "--dir", root],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def answering():
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
-            c.sendall(b"PING\r\n")
-            return c.recv(16).startswith(b"+PONG") and os.path.exists(path)
-
-    with _server_process(proc, root, answering, "redis-server"):
-        yield port, path
+    with _server(servers.redis()) as addr:
+        yield addr
 
 
 def test_redis_commands_pipeline_pool(loop, redis_server):

@@ -53,13 +53,17 @@ def fetch(dist: str, dest: str, keep: tuple[str, ...] = ("tests",)) -> str:
     return root
 
 
-def run_pytest(root: str, args: list[str], env: dict, xml: str, timeout: float) -> dict:
+def run_pytest(root: str, args: list[str], env: dict, xml: str, timeout: float,
+               pytest_asyncio: bool = False) -> dict:
     """Runs pytest in ``root``; returns {"outcomes": {test id:
-    passed/failed/skipped}, "crashed": str}."""
+    passed/failed/skipped}, "crashed": str}. pytest-asyncio (a test extra,
+    for redis-py's suite) is loaded only when asked: every other suite runs
+    as its own CI runs it, without that plugin."""
     crashed = ""
     try:
         r = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             *([] if pytest_asyncio else ["-p", "no:asyncio"]),
              "-o", "addopts=", f"--junitxml={xml}", *args],
             cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
         )

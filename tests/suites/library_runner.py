@@ -9,7 +9,10 @@ creates a ferrio loop, and compares the outcomes: ferrio conforms when it
 fails nothing that asyncio's loop passes. A test that fails on both (this
 machine has no IPv6 name for localhost, say) is reported, not counted.
 
-SUITES says what runs: test files, ``-k`` selection and extra options.
+SUITES says what runs: test files, ``-k`` selection and extra options, the
+server a suite needs, and how much of it must pass on asyncio's loop and
+how many ferrio loops it must make for the comparison to count (a suite
+that collects nothing, or stays on asyncio's loop, fails the test).
 Chosen to keep the whole run near two minutes a library:
 - anyio: its whole suite on the asyncio backend (sockets, UDP, Unix
   sockets, TLS, subprocesses, signals, threads; trio and uvloop excluded).
@@ -18,18 +21,38 @@ Chosen to keep the whole run near two minutes a library:
   streams, runners and the connector, on its ``pyloop`` (which is
   ``asyncio.new_event_loop``). Found on 2026-12-05: patched ``loop.time``
   and ``call_at(int)``.
+- asyncpg: its whole suite against a PostgreSQL server started for each
+  run (servers.py), given to it as an existing cluster (``PGHOST``): the
+  tests that need a cluster of their own (TLS, pg_hba, standbys) skip
+  themselves, since asyncpg's managed clusters cannot start as root.
+- redis: redis-py's asyncio client tests for connections, pools, pub/sub,
+  pipelines, locks, retries, cancellation (CVE-404) and commands, against a
+  Redis server started for each run; needs pytest-asyncio, which every
+  other suite runs without (``-p no:asyncio``).
+- asyncssh: SSH over TCP and Unix sockets, port forwarding (TCP, Unix,
+  SOCKS), channels, streams and subprocesses, against the in-process SSH
+  servers its tests start. Found on 2026-12-05: its connect-timeout tests
+  patch ``asyncio.BaseEventLoop.create_connection``, which ferrio's loop
+  did not see (python/ferrio/_borrow.py). Its whole suite (1784 tests,
+  ~4 min a loop) passed everything asyncio's loop passed after the fix;
+  the rest (SFTP, auth, keys) is not loop-bound and stays out of CI.
 uvicorn's suite (938 tests on ferrio, all passing on 2026-12-05) needs
-packages only it uses (httpx2, zttp, a2wsgi); it is not run here.
+packages only it uses (httpx2, zttp, a2wsgi); it is not run here. Neither
+is tornado's (1517 tests, all passing on ferrio on 2026-12-05; a unittest
+runner, ``python -m tornado.test.runtests``, not pytest).
 
-Run by hand: ``python tests/suites/library_runner.py [anyio|aiohttp]``.
+Run by hand: ``python tests/suites/library_runner.py [anyio|aiohttp|asyncpg|asyncssh|redis]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+from typing import Iterator
 
+import servers
 from common import fetch, installed_version, report, run_pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,6 +60,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SUITES: dict[str, dict] = {
     "anyio": {
         "args": ["-o", "anyio_mode=auto", "-k", "not trio and not uvloop", "tests"],
+    },
+    # asyncpg's TestCase makes one loop per class, hence few loops.
+    "asyncpg": {"args": ["tests"], "server": "postgres", "min_passed": 250, "min_loops": 20},
+    "redis": {
+        "pytest_asyncio": True,
+        "args": ["-o", "asyncio_mode=auto",
+                 "-o", "asyncio_default_fixture_loop_scope=function"] + [
+            f"tests/test_asyncio/{name}.py" for name in (
+                "test_connection", "test_connection_pool", "test_pubsub",
+                "test_pipeline", "test_lock", "test_retry", "test_cwe_404",
+                "test_client", "test_monitor", "test_connect", "test_commands",
+                "test_scripting", "test_encoding",
+            )
+        ],
+        "server": "redis",
+        "min_passed": 1000,
+        "min_loops": 1000,
+    },
+    # asyncssh's TestCase makes one loop per class, hence few loops.
+    "asyncssh": {
+        "args": [f"tests/{name}.py" for name in (
+            "test_connection", "test_forward", "test_channel", "test_stream",
+            "test_process", "test_subprocess",
+        )],
+        "min_passed": 400,
+        "min_loops": 20,
     },
     "aiohttp": {
         "args": ["--aiohttp-loop=pyloop", "-p", "no:codspeed"] + [
@@ -53,22 +102,43 @@ SUITES: dict[str, dict] = {
 }
 
 
+@contextlib.contextmanager
+def _server(kind: str | None) -> Iterator[tuple[list[str], dict]]:
+    """Starts the server a suite needs; yields the pytest arguments and
+    environment that point the suite at it. Raises servers.Unavailable
+    where it cannot run here."""
+    if kind is None:
+        yield [], {}
+    elif kind == "postgres":
+        with servers.postgres(max_connections=200) as port:
+            yield [], {"PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres"}
+    elif kind == "redis":
+        with servers.redis() as (port, _):
+            yield [f"--redis-url=redis://127.0.0.1:{port}/0"], {}
+    else:
+        raise ValueError(kind)
+
+
 def run(root: str, name: str, loop: str, timeout: float = 600.0) -> dict:
-    """Runs ``name``'s selection on ``loop`` ('asyncio' or 'ferrio'); the
-    result also says how many ferrio loops were made ("ferrio_loops")."""
+    """Runs ``name``'s selection on ``loop`` ('asyncio' or 'ferrio'), with a
+    fresh server where the suite needs one; the result also says how many
+    ferrio loops were made ("ferrio_loops")."""
     count = os.path.join(root, f"count-{loop}")
-    env = dict(
-        os.environ,
-        FERRIO_SUITE_LOOP=loop,
-        FERRIO_SUITE_COUNT=count,
-        PYTHONDONTWRITEBYTECODE="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")])),
-    )
     args = ["-p", "ferrio_policy_plugin"]
     if installed_version("pytest-timeout") is not None:  # a test extra
         args.append("--timeout=120")
-    res = run_pytest(root, args + SUITES[name]["args"], env,
-                     os.path.join(root, f"junit-{loop}.xml"), timeout)
+    with _server(SUITES[name].get("server")) as (server_args, server_env):
+        env = dict(
+            os.environ,
+            FERRIO_SUITE_LOOP=loop,
+            FERRIO_SUITE_COUNT=count,
+            PYTHONDONTWRITEBYTECODE="1",
+            PYTHONPATH=os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")])),
+            **server_env,
+        )
+        res = run_pytest(root, args + server_args + SUITES[name]["args"], env,
+                         os.path.join(root, f"junit-{loop}.xml"), timeout,
+                         pytest_asyncio=SUITES[name].get("pytest_asyncio", False))
     try:
         with open(count) as f:
             res["ferrio_loops"] = int(f.read() or 0)
