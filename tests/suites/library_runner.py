@@ -59,7 +59,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 SUITES: dict[str, dict] = {
     "anyio": {
-        "args": ["-o", "anyio_mode=auto", "-k", "not trio and not uvloop", "tests"],
+        "args": ["-o", "anyio_mode=auto", "-k", "not trio and not uvloop", "tests",
+                 # These two assert that threading.active_count() is the
+                 # same before and after; a worker thread of an earlier test
+                 # that exits late breaks them. Seen failing on asyncio's
+                 # loop alone, on ferrio's alone and on both, in different
+                 # runs of the whole suite (2026-12-05); they pass alone.
+                 "--deselect", "tests/test_from_thread.py::TestRunAsyncFromThread::test_run_sync_from_thread_pooling",
+                 "--deselect", "tests/test_to_thread.py::TestBlockingPortalProvider::test_single_thread"],
     },
     # asyncpg's TestCase makes one loop per class, hence few loops.
     "asyncpg": {"args": ["tests"], "server": "postgres", "min_passed": 250, "min_loops": 20},
