@@ -2,12 +2,13 @@
 pass every test asyncio's loop passes.
 
 - uvloop's own suite (its asyncio classes; tests/suites/uvloop_runner.py).
-- anyio's, aiohttp's, asyncpg's and redis-py's suites (tests/suites/
-  library_runner.py says which parts and why; asyncpg's and redis-py's run
-  against a PostgreSQL and a Redis server started for each run).
+- anyio's, aiohttp's, asyncpg's, asyncssh's, redis-py's and tornado's
+  suites (tests/suites/library_runner.py says which parts and why;
+  asyncpg's and redis-py's run against a PostgreSQL and a Redis server
+  started for each run).
 
-The suites are fetched from PyPI at test time for the installed version;
-nothing of them is kept here. Each test skips, with the reason, where its
+The suites are fetched from PyPI at test time for the installed version
+(tornado's ships inside its package); nothing of them is kept here. Each test skips, with the reason, where its
 library is not installed, its sdist cannot be downloaded or its server
 cannot run here. Slow (about
 two minutes each), so .ci/run runs them on the main Python only.
@@ -51,7 +52,7 @@ def test_uvloop_suite_passes_what_asyncio_passes(tmp_path):
 def test_library_suite_passes_what_asyncio_passes(tmp_path, name):
     if common.installed_version(name) is None:
         pytest.skip(f"{name} is not installed (a test extra)")
-    root = _fetch(common.fetch, name, str(tmp_path))
+    root = _fetch(library_runner.prepare, name, str(tmp_path))
     try:
         base = library_runner.run(root, name, "asyncio")
     except servers.Unavailable as e:

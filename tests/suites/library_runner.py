@@ -36,12 +36,15 @@ Chosen to keep the whole run near two minutes a library:
   did not see (python/ferrio/_borrow.py). Its whole suite (1784 tests,
   ~4 min a loop) passed everything asyncio's loop passed after the fix;
   the rest (SFTP, auth, keys) is not loop-bound and stays out of CI.
+- tornado: its whole suite, which ships inside the package (``--pyargs
+  tornado.test``, nothing fetched), with the one setting its own runner
+  makes (tornado_access_log.py). Tornado's runner (``python -m
+  tornado.test.runtests``, warnings as errors, any stray log line a
+  failure) also passed on ferrio by hand: 1517 tests on 2026-12-05.
 uvicorn's suite (938 tests on ferrio, all passing on 2026-12-05) needs
-packages only it uses (httpx2, zttp, a2wsgi); it is not run here. Neither
-is tornado's (1517 tests, all passing on ferrio on 2026-12-05; a unittest
-runner, ``python -m tornado.test.runtests``, not pytest).
+packages only it uses (httpx2, zttp, a2wsgi); it is not run here.
 
-Run by hand: ``python tests/suites/library_runner.py [anyio|aiohttp|asyncpg|asyncssh|redis]``.
+Run by hand: ``python tests/suites/library_runner.py [anyio|aiohttp|asyncpg|asyncssh|redis|tornado]``.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ SUITES: dict[str, dict] = {
         "min_passed": 400,
         "min_loops": 20,
     },
+    "tornado": {"fetch": False, "args": ["-p", "tornado_access_log", "--pyargs", "tornado.test"],
+                "min_passed": 1000, "min_loops": 1000},
     "aiohttp": {
         "args": ["--aiohttp-loop=pyloop", "-p", "no:codspeed"] + [
             f"tests/{name}.py" for name in (
@@ -107,6 +112,12 @@ SUITES: dict[str, dict] = {
         ],
     },
 }
+
+
+def prepare(name: str, dest: str) -> str:
+    """The folder ``name``'s suite runs in: its sdist's tests fetched into
+    ``dest``, or ``dest`` itself for a suite that ships in its package."""
+    return fetch(name, dest) if SUITES[name].get("fetch", True) else dest
 
 
 @contextlib.contextmanager
@@ -158,7 +169,7 @@ def main(names: list[str]) -> int:
     rc = 0
     for name in names or list(SUITES):
         with tempfile.TemporaryDirectory() as d:
-            root = fetch(name, d)
+            root = prepare(name, d)
             base = run(root, name, "asyncio")
             fer = run(root, name, "ferrio")
         rc |= report(f"{name} {installed_version(name)}'s test suite "
