@@ -57,7 +57,7 @@ def run_pytest(root: str, args: list[str], env: dict, xml: str, timeout: float,
                pytest_asyncio: bool = False) -> dict:
     """Runs pytest in ``root``; returns {"outcomes": {test id:
     passed/failed/skipped}, "crashed": str}. pytest-asyncio (a test extra,
-    for redis-py's suite) is loaded only when asked: every other suite runs
+    for redis-py's and asgiref's suites) is loaded only when asked: every other suite runs
     as its own CI runs it, without that plugin."""
     crashed = ""
     try:

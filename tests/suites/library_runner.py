@@ -27,8 +27,8 @@ Chosen to keep the whole run near two minutes a library:
   themselves, since asyncpg's managed clusters cannot start as root.
 - redis: redis-py's asyncio client tests for connections, pools, pub/sub,
   pipelines, locks, retries, cancellation (CVE-404) and commands, against a
-  Redis server started for each run; needs pytest-asyncio, which every
-  other suite runs without (``-p no:asyncio``).
+  Redis server started for each run; needs pytest-asyncio (as asgiref's
+  does), which every other suite runs without (``-p no:asyncio``).
 - asyncssh: SSH over TCP and Unix sockets, port forwarding (TCP, Unix,
   SOCKS), channels, streams and subprocesses, against the in-process SSH
   servers its tests start. Found on 2026-12-05: its connect-timeout tests
@@ -36,6 +36,8 @@ Chosen to keep the whole run near two minutes a library:
   did not see (python/ferrio/_borrow.py). Its whole suite (1784 tests,
   ~4 min a loop) passed everything asyncio's loop passed after the fix;
   the rest (SFTP, auth, keys) is not loop-bound and stays out of CI.
+- asgiref: its whole suite (``sync_to_async``/``async_to_sync`` across
+  threads and loops, ``Local``, the server base); on pytest-asyncio.
 - tornado: its whole suite, which ships inside the package (``--pyargs
   tornado.test``, nothing fetched), with the one setting its own runner
   makes (tornado_access_log.py). Tornado's runner (``python -m
@@ -44,7 +46,7 @@ Chosen to keep the whole run near two minutes a library:
 uvicorn's suite (938 tests on ferrio, all passing on 2026-12-05) needs
 packages only it uses (httpx2, zttp, a2wsgi); it is not run here.
 
-Run by hand: ``python tests/suites/library_runner.py [anyio|aiohttp|asyncpg|asyncssh|redis|tornado]``.
+Run by hand: ``python tests/suites/library_runner.py [aiohttp|anyio|asgiref|asyncpg|asyncssh|redis|tornado]``.
 """
 
 from __future__ import annotations
@@ -97,6 +99,10 @@ SUITES: dict[str, dict] = {
         "min_passed": 400,
         "min_loops": 20,
     },
+    # asgiref (Django's sync/async bridge): loops in threads, executors.
+    "asgiref": {"pytest_asyncio": True,
+                "args": ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function", "tests"],
+                "min_passed": 100, "min_loops": 50},
     "tornado": {"fetch": False, "args": ["-p", "tornado_access_log", "--pyargs", "tornado.test"],
                 "min_passed": 1000, "min_loops": 1000},
     "aiohttp": {
