@@ -280,16 +280,14 @@ def postgres():
 def _server(cm):
     """Enters a tests/suites/servers.py server: skips where none can run
     here, fails where one should have started and did not."""
-    try:
-        value = cm.__enter__()
-    except servers.Unavailable as e:
-        pytest.skip(str(e))
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            value = stack.enter_context(cm)
+        except servers.Unavailable as e:
+            pytest.skip(str(e))
+        except RuntimeError as e:
+            pytest.fail(str(e))
         yield value
-    finally:
-        cm.__exit__(None, None, None)
 
 
 def test_asyncpg_queries(loop, postgres):

@@ -16,7 +16,6 @@ timers, fd watching, the native ``sock_*``) do not follow such patches.
 
 from __future__ import annotations
 
-import builtins
 from asyncio import unix_events
 
 # asyncio's selector loop class on this platform (asyncio.SelectorEventLoop).
@@ -27,8 +26,8 @@ def bind(attr, obj):
     """``attr`` (found on a class) as ordinary attribute lookup on ``obj``
     gives it: a function bound, anything without ``__get__`` (a patched-in
     Mock) as it is."""
-    get = getattr(builtins.type(attr), "__get__", None)
-    return attr if get is None else get(attr, obj, builtins.type(obj))
+    get = getattr(type(attr), "__get__", None)
+    return attr if get is None else get(attr, obj, type(obj))
 
 
 class Borrowed:

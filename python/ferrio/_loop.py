@@ -288,9 +288,9 @@ for _cls, _names in _BORROWED.items():
         _fn = _cls.__dict__.get(_name)
         if _fn is None:
             continue
-        # Special methods are looked up on the type by the interpreter and
-        # are not patched by programs: copied as they are.
-        # The others follow patches of asyncio's class (_borrow.py).
+        # Special methods (looked up on the type by the interpreter) and
+        # names a more derived asyncio class overrides (replaced on its turn)
+        # are copied; the rest follow patches of asyncio's class (_borrow.py).
         if _name.startswith("__") or getattr(_borrow.ASYNCIO_LOOP, _name) is not _fn:
             setattr(Loop, _name, _fn)
         else:
