@@ -1,7 +1,10 @@
 """Real libraries, unchanged, on both loops: aiohttp (server and client),
-uvicorn serving an ASGI app, httpx's async client (against uvicorn), websockets, anyio TCP streams, asyncpg
-against a PostgreSQL server this module starts, and redis-py's asyncio
-client against a Redis server this module starts (TCP and Unix socket).
+uvicorn serving an ASGI app, httpx's async client (against uvicorn), websockets, anyio TCP streams, asyncpg,
+psycopg's async connection and pool and SQLAlchemy's asyncio extension
+against a PostgreSQL server this module starts, redis-py's asyncio
+client against a Redis server this module starts (TCP and Unix socket),
+grpc.aio, hypercorn, aiofiles, and aiodns against a DNS server on the
+test's own loop.
 
 The libraries are test extras (``pip install ".[test]"``), never ferrio
 dependencies. A library that is not importable skips its test with the
@@ -435,3 +438,339 @@ def test_redis_pubsub_blocking_and_cancel(loop, redis_server):
     assert empty is None
     assert popped == ((prefix + "q").encode(), b"x")
     assert cancelled and after is True
+
+
+# -- psycopg 3 (async) + PostgreSQL ---------------------------------------------
+# psycopg waits on its socket with add_reader/add_writer (not a protocol),
+# so it covers a different path of the loop than asyncpg does.
+
+
+async def _psycopg_connect(psycopg, dsn):
+    for _ in range(50):  # the server may still be finishing startup
+        try:
+            return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        except psycopg.OperationalError:
+            await asyncio.sleep(0.1)
+    return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+
+
+def test_psycopg_async_queries_notify_cancel_copy_pool(loop, postgres):
+    psycopg = pytest.importorskip("psycopg")
+    psycopg_pool = pytest.importorskip("psycopg_pool")
+    dsn = f"postgresql://postgres@127.0.0.1:{postgres}/postgres"
+
+    async def main():
+        conn = await _psycopg_connect(psycopg, dsn)
+        async with conn:
+            rows = await (await conn.execute("SELECT generate_series(1, 5000)")).fetchall()
+            # Pipeline mode: 200 queries sent before their results are read.
+            async with conn.pipeline():
+                curs = [await conn.execute("SELECT %s::int * 3", (i,)) for i in range(200)]
+            piped = [(await c.fetchone())[0] for c in curs]
+            # LISTEN/NOTIFY: a notification from another connection arrives.
+            await conn.execute("LISTEN ferrio_chan")
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as other:
+                await other.execute("NOTIFY ferrio_chan, 'hello'")
+            gen = conn.notifies(timeout=10)
+            payload = None
+            async for n in gen:
+                payload = n.payload
+                break
+            await gen.aclose()
+            # A query cancelled from the client side while it runs.
+            running = asyncio.ensure_future(conn.execute("SELECT pg_sleep(10)"))
+            await asyncio.sleep(0.2)
+            await conn.cancel_safe()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                await running
+            # COPY in: 20k rows through the write side, then counted.
+            async with conn.cursor() as cur:
+                await cur.execute("CREATE TEMP TABLE c (x int, t text)")
+                async with cur.copy("COPY c FROM STDIN") as cp:
+                    for i in range(20000):
+                        await cp.write_row((i, "x" * 20))
+                await cur.execute("SELECT count(*), sum(x) FROM c")
+                copied = await cur.fetchone()
+        # A pool of 4 connections serving 60 concurrent queries.
+        async with psycopg_pool.AsyncConnectionPool(dsn, min_size=2, max_size=4, open=False) as pool:
+            await pool.open(wait=True, timeout=30)
+
+            async def one(i):
+                async with pool.connection() as c:
+                    return (await (await c.execute("SELECT %s::int + 1", (i,))).fetchone())[0]
+
+            pooled = await asyncio.gather(*(one(i) for i in range(60)))
+        return len(rows), piped, payload, copied, pooled
+
+    n, piped, payload, copied, pooled = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    assert n == 5000
+    assert piped == [i * 3 for i in range(200)]
+    assert payload == "hello"
+    assert copied == (20000, sum(range(20000)))
+    assert pooled == [i + 1 for i in range(60)]
+
+
+# -- SQLAlchemy's asyncio extension (greenlets inside tasks) ----------------------
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_sqlalchemy_async_engine(loop, postgres, driver):
+    pytest.importorskip("sqlalchemy.ext.asyncio")
+    pytest.importorskip("greenlet")
+    pytest.importorskip(driver)
+    from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    table = f"sa_{driver}_{type(loop).__module__.replace('.', '_')}"
+
+    async def main():
+        engine = create_async_engine(
+            f"postgresql+{driver}://postgres@127.0.0.1:{postgres}/postgres", pool_size=5, max_overflow=0
+        )
+        md = MetaData()
+        t = Table(table, md, Column("id", Integer, primary_key=True), Column("name", String))
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(md.drop_all)
+                await conn.run_sync(md.create_all)
+
+            # 60 sessions, each its own transaction, over a pool of 5.
+            async def insert(i):
+                async with AsyncSession(engine) as s, s.begin():
+                    await s.execute(t.insert().values(id=i, name=f"n{i}"))
+
+            await asyncio.gather(*(insert(i) for i in range(60)))
+            # A transaction rolled back by an exception leaves nothing.
+            with pytest.raises(ZeroDivisionError):
+                async with AsyncSession(engine) as s, s.begin():
+                    await s.execute(t.insert().values(id=1000, name="gone"))
+                    1 / 0
+            # A query cancelled while it runs; the pool stays usable.
+            async with engine.connect() as conn:
+                running = asyncio.ensure_future(conn.execute(text("SELECT pg_sleep(10)")))
+                await asyncio.sleep(0.2)
+                running.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await running
+            async with AsyncSession(engine) as s:
+                rows = (await s.execute(select(t).order_by(t.c.id))).all()
+                streamed = [r.id async for r in await s.stream(select(t.c.id).order_by(t.c.id))]
+            async with engine.begin() as conn:
+                await conn.run_sync(md.drop_all)
+        finally:
+            await engine.dispose()
+        return rows, streamed
+
+    rows, streamed = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    assert [(r.id, r.name) for r in rows] == [(i, f"n{i}") for i in range(60)]
+    assert streamed == list(range(60))
+
+
+# -- grpc.aio ---------------------------------------------------------------------
+
+
+def test_grpc_aio_unary_streaming_deadline_cancel(loop):
+    grpc = pytest.importorskip("grpc")
+    from grpc import aio
+
+    def raw(b):
+        return b
+
+    async def reverse(req, ctx):
+        return req[::-1]
+
+    async def count(req, ctx):
+        for i in range(50):
+            yield req + b"%d" % i
+
+    async def upper(requests, ctx):
+        async for m in requests:
+            yield m.upper()
+
+    async def slow(req, ctx):
+        await asyncio.sleep(5)
+        return req
+
+    handlers = grpc.method_handlers_generic_handler("ferrio.Test", {
+        "Reverse": grpc.unary_unary_rpc_method_handler(reverse, raw, raw),
+        "Count": grpc.unary_stream_rpc_method_handler(count, raw, raw),
+        "Upper": grpc.stream_stream_rpc_method_handler(upper, raw, raw),
+        "Slow": grpc.unary_unary_rpc_method_handler(slow, raw, raw),
+    })
+
+    async def main():
+        server = aio.server()
+        server.add_generic_rpc_handlers((handlers,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                rev = ch.unary_unary("/ferrio.Test/Reverse", raw, raw)
+                unary = await asyncio.gather(*(rev(b"abc%d" % i) for i in range(300)))
+                counted = [m async for m in ch.unary_stream("/ferrio.Test/Count", raw, raw)(b"x")]
+
+                async def requests():
+                    for i in range(100):
+                        yield b"m%d" % i
+
+                bidi = [m async for m in ch.stream_stream("/ferrio.Test/Upper", raw, raw)(requests())]
+                slow = ch.unary_unary("/ferrio.Test/Slow", raw, raw)
+                with pytest.raises(aio.AioRpcError) as err:
+                    await slow(b"z", timeout=0.3)
+                call = slow(b"z")
+                await asyncio.sleep(0.1)
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+        finally:
+            await server.stop(1)
+        return unary, counted, bidi, err.value.code()
+
+    unary, counted, bidi, code = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    assert unary == [(b"abc%d" % i)[::-1] for i in range(300)]
+    assert counted == [b"x%d" % i for i in range(50)]
+    assert bidi == [b"M%d" % i for i in range(100)]
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+# -- hypercorn serving an ASGI app (HTTP/1.1 over asyncio streams) ------------------
+
+
+def test_hypercorn_serves_asgi_app(loop):
+    pytest.importorskip("hypercorn")
+    httpx = pytest.importorskip("httpx")
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                m = await receive()
+                if m["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif m["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            m = await receive()
+            body += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        # The body echoed back in two parts.
+        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+        await send({"type": "http.response.body", "body": body[len(body) // 2:]})
+
+    port = servers.free_port()
+
+    async def main():
+        cfg = Config()
+        cfg.bind = [f"127.0.0.1:{port}"]
+        cfg.accesslog = None
+        cfg.errorlog = None
+        stop = asyncio.Event()
+        serving = asyncio.ensure_future(serve(app, cfg, shutdown_trigger=stop.wait))
+        try:
+            for _ in range(100):
+                try:
+                    _, w = await asyncio.open_connection("127.0.0.1", port)
+                    w.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            bodies = [os.urandom(n) for n in (0, 1, 1000, 100_000, 1_000_000)] * 4
+            async with httpx.AsyncClient(timeout=30) as client:
+                replies = await asyncio.gather(
+                    *(client.post(f"http://127.0.0.1:{port}/echo", content=b) for b in bodies)
+                )
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, 10)
+        return bodies, replies
+
+    bodies, replies = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    assert [r.status_code for r in replies] == [200] * len(bodies)
+    assert [r.content for r in replies] == bodies
+
+
+# -- aiofiles (the loop's default executor) ---------------------------------------
+
+
+def test_aiofiles_read_write(loop, tmp_path):
+    aiofiles = pytest.importorskip("aiofiles")
+    import aiofiles.os
+    path = tmp_path / "data.bin"
+    chunks = [os.urandom(4096) for _ in range(100)]
+
+    async def main():
+        async with aiofiles.open(path, "wb") as f:
+            for c in chunks:
+                await f.write(c)
+        async with aiofiles.open(path, "rb") as f:
+            whole = await f.read()
+        async with aiofiles.open(path, "rb") as f:
+            lines = [line async for line in f]
+        stat = await aiofiles.os.stat(path)
+        return whole, b"".join(lines), stat.st_size
+
+    whole, joined, size = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    assert whole == joined == b"".join(chunks)
+    assert size == 409600
+
+
+# -- aiodns (c-ares) against a DNS server on the same loop --------------------------
+
+
+class _DNSServer(asyncio.DatagramProtocol):
+    """A tiny DNS server: A records for names under ``ferrio.test`` (the
+    address's last byte is the name's label count), NXDOMAIN for any other
+    name. Counts the queries it answers."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.queries = 0
+
+    def datagram_received(self, data, addr):
+        import struct
+
+        self.queries += 1
+        qid = struct.unpack("!H", data[:2])[0]
+        i, labels = 12, []
+        while data[i]:
+            labels.append(data[i + 1:i + 1 + data[i]].decode())
+            i += 1 + data[i]
+        question = data[12:i + 5]
+        qtype = struct.unpack("!H", data[i + 1:i + 3])[0]
+        name = ".".join(labels)
+        if name.endswith("ferrio.test") and qtype == 1:
+            answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 0, 0, len(labels)])
+            self.transport.sendto(struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0) + question + answer, addr)
+        else:
+            rcode = 0 if name.endswith("ferrio.test") else 3
+            self.transport.sendto(struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, 0, 0, 0) + question, addr)
+
+
+def test_aiodns_against_local_dns_server(loop):
+    aiodns = pytest.importorskip("aiodns")
+    import warnings
+
+    async def main():
+        transport, server = await loop.create_datagram_endpoint(_DNSServer, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        try:
+            resolver = aiodns.DNSResolver(nameservers=[f"127.0.0.1:{port}"], timeout=5, tries=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # query() -> query_dns() in aiodns 4
+                answers = await asyncio.gather(*(resolver.query(f"h{i}.x.ferrio.test", "A") for i in range(100)))
+                with pytest.raises(aiodns.error.DNSError) as err:
+                    await resolver.query("missing.example", "A")
+        finally:
+            transport.close()
+        return answers, err.value.args[0], server.queries
+
+    answers, code, queries = loop.run_until_complete(asyncio.wait_for(main(), 60))
+    assert [[a.host for a in ans] for ans in answers] == [["10.0.0.4"]] * 100
+    assert code == aiodns.error.ARES_ENOTFOUND
+    assert queries >= 101

@@ -2,10 +2,10 @@
 pass every test asyncio's loop passes.
 
 - uvloop's own suite (its asyncio classes; tests/suites/uvloop_runner.py).
-- anyio's, aiohttp's, asyncpg's, asyncssh's, redis-py's and tornado's
-  suites (tests/suites/library_runner.py says which parts and why;
-  asyncpg's and redis-py's run against a PostgreSQL and a Redis server
-  started for each run).
+- anyio's, aiohttp's, asgiref's, asyncpg's, asyncssh's, redis-py's,
+  SQLAlchemy's and tornado's suites (tests/suites/library_runner.py says
+  which parts and why; asyncpg's, SQLAlchemy's and redis-py's run against
+  a PostgreSQL or a Redis server started for each run).
 
 The suites are fetched from PyPI at test time for the installed version
 (tornado's ships inside its package); nothing of them is kept here. Each test skips, with the reason, where its

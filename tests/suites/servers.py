@@ -42,9 +42,10 @@ def _pg_bindir() -> str | None:
 
 
 @contextlib.contextmanager
-def postgres(max_connections: int = 100) -> Iterator[int]:
+def postgres(max_connections: int = 100, settings: dict[str, str] | None = None) -> Iterator[int]:
     """A PostgreSQL server on 127.0.0.1 (trust auth, superuser
-    ``postgres``, fsync off); yields its port."""
+    ``postgres``, fsync off, and any further server ``settings``); yields
+    its port."""
     bindir = _pg_bindir()
     if bindir is None:
         raise Unavailable("no PostgreSQL server binary (initdb/postgres) found; install Debian's postgresql package")
@@ -76,6 +77,7 @@ def postgres(max_connections: int = 100) -> Iterator[int]:
         as_user + [
             os.path.join(bindir, "postgres"), "-D", data, "-p", str(port), "-h", "127.0.0.1",
             "-k", root, "-c", "fsync=off", "-c", f"max_connections={max_connections}",
+            *[arg for k, v in (settings or {}).items() for arg in ("-c", f"{k}={v}")],
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -86,6 +88,30 @@ def postgres(max_connections: int = 100) -> Iterator[int]:
 
     with _running(proc, root, accepting, "PostgreSQL"):
         yield port
+
+
+def postgres_sql(port: int, sql: str, dbname: str = "postgres") -> None:
+    """Runs ``sql`` with psql on the server at ``port``, retrying for up to
+    30 s while the server is still starting. Raises RuntimeError when it
+    keeps failing."""
+    bindir = _pg_bindir()
+    psql = os.path.join(bindir or "", "psql")
+    if not os.path.exists(psql):
+        psql = shutil.which("psql")
+    if psql is None:
+        raise Unavailable("no psql binary found; install Debian's postgresql package")
+    deadline = time.monotonic() + 30
+    while True:
+        r = subprocess.run(
+            [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", dbname,
+             "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+            capture_output=True, text=True, timeout=60,
+        )
+        if r.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"psql failed: {r.stderr.strip()[-300:]}")
+        time.sleep(0.2)
 
 
 @contextlib.contextmanager
