@@ -1,6 +1,7 @@
 """The benchmark code still runs: every loop workload of `python -m ferrio
 bench` with a tiny count, and every server mode of `bench net` answering
-one request, on both loops. (Speed is never asserted: benches print
+one request, on both loops; every `bench threads` workload with a tiny
+count, for each implementation it compares. (Speed is never asserted: benches print
 ratios, tests check that what they measure is real work that completes.)
 
 Bounded: small counts, every wait under a timeout, 127.0.0.1 only.
@@ -8,10 +9,11 @@ Bounded: small counts, every wait under a timeout, 127.0.0.1 only.
 
 import asyncio
 import socket
+import threading
 
 import pytest
 
-from ferrio import _bench, _netbench
+from ferrio import _bench, _netbench, _threadbench
 
 TIMEOUT = 10
 
@@ -25,6 +27,19 @@ def test_loop_workload_completes(loop, name):
         pytest.skip(f"{name}: the loop has no {e}")
     assert elapsed > 0
     loop.run_until_complete(loop.shutdown_default_executor())
+
+
+@pytest.mark.parametrize("name", list(_threadbench.WORKLOADS))
+def test_thread_workload_completes(name):
+    fn, impls_of = _threadbench.WORKLOADS[name][:2]
+    for impl_name, impl in impls_of().items():
+        result = []
+        # A daemon thread, so a deadlocked workload fails the test instead
+        # of hanging it.
+        t = threading.Thread(target=lambda: result.append(fn(impl, 400)), daemon=True)
+        t.start()
+        t.join(60)
+        assert result and result[0] > 0, f"{name} on {impl_name} did not complete"
 
 
 def _serve_mode(loop, mode, monkeypatch):

@@ -20,6 +20,10 @@ threads (suffix ``_1``/``_2``/``_8``; n is the total operations):
 * ``sem``: the same with ``Semaphore(max(1, threads // 2))``.
 * ``cond``: a turn-taking ring: each thread waits (``wait_for``) for its
   turn, takes it and ``notify_all``s (every op is a wake-up handoff).
+* ``condpc`` (2 and 8 threads only): the common case, a bounded buffer
+  (capacity 16) over one Lock and two Conditions, as ``queue.Queue`` is
+  built: producers ``wait()`` while it is full, consumers while it is
+  empty, each side ``notify()``s one waiter of the other.
 * ``event``: set/wait ping-pong between pairs of threads.
 * ``barrier``: every thread waits at a ``Barrier(threads)``; n rounds.
 
@@ -173,6 +177,35 @@ def _cond(mod, n: int, nthreads: int) -> float:
                 cond.wait_for(lambda: turn[0] % nthreads == i)
                 turn[0] += 1
                 cond.notify_all()
+
+    return _threaded(nthreads, body)
+
+
+def _condpc(mod, n: int, nthreads: int) -> float:
+    from collections import deque
+
+    lock = mod.Lock()
+    not_empty = mod.Condition(lock)
+    not_full = mod.Condition(lock)
+    buf: deque = deque()
+    cap = 16
+    per = n // (nthreads // 2)
+
+    def body(i):
+        if i % 2 == 0:
+            for k in range(per):
+                with not_full:
+                    while len(buf) >= cap:
+                        not_full.wait()
+                    buf.append(k)
+                    not_empty.notify()
+        else:
+            for _ in range(per):
+                with not_empty:
+                    while not buf:
+                        not_empty.wait()
+                    buf.popleft()
+                    not_full.notify()
 
     return _threaded(nthreads, body)
 
@@ -379,8 +412,9 @@ _PRIMITIVES = {
     "event": (_event, 40_000, 10_000, "Event set/wait ping-pong"),
     "barrier": (_barrier, 20_000, 5_000, "Barrier(threads).wait() rounds"),
 }
+_PRIMITIVES["condpc"] = (_condpc, 200_000, 50_000, "Condition producer/consumer, buffer of 16 (wait + notify(1))")
 for _name, (_fn, _full, _quick, _desc) in _PRIMITIVES.items():
-    for _t in (1, 2, 8):
+    for _t in (2, 8) if _name == "condpc" else (1, 2, 8):
         WORKLOADS[f"{_name}_{_t}"] = (
             _per_threads(_fn, _t),
             _sync_impls,
