@@ -118,7 +118,11 @@ SUITES: dict[str, dict] = {
     "sqlalchemy": {
         "keep": ("test", "lib", "setup.cfg"),
         "args": ["test/ext/asyncio", "test/dialect/postgresql/test_async_pg.py",
-                 "test/dialect/postgresql/test_dialect.py", "test/engine/test_pool.py"],
+                 "test/dialect/postgresql/test_dialect.py", "test/engine/test_pool.py",
+                 # Threads racing a 0.5 s sleep (marked timing_intensive by
+                 # SQLAlchemy; no loop involved): failed on both loops in
+                 # every run here, and a pass on one would be chance.
+                 "--deselect", "test/engine/test_pool.py::QueuePoolTest::test_recycle_pool_no_race"],
         "server": "postgres_sqlalchemy",
         "min_passed": 800,
         "min_loops": 0,
