@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import struct
 import sys
 
 import pytest
@@ -733,8 +734,6 @@ class _DNSServer(asyncio.DatagramProtocol):
         self.queries = 0
 
     def datagram_received(self, data, addr):
-        import struct
-
         self.queries += 1
         qid = struct.unpack("!H", data[:2])[0]
         i, labels = 12, []

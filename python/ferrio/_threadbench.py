@@ -51,6 +51,7 @@ import json
 import statistics
 import sys
 import time
+from collections import deque
 from typing import Callable, Dict, List, Optional
 
 from ._bench import available_loops, loop_versions, pick_workloads
@@ -182,8 +183,6 @@ def _cond(mod, n: int, nthreads: int) -> float:
 
 
 def _condpc(mod, n: int, nthreads: int) -> float:
-    from collections import deque
-
     lock = mod.Lock()
     not_empty = mod.Condition(lock)
     not_full = mod.Condition(lock)
@@ -411,10 +410,12 @@ _PRIMITIVES = {
     "cond": (_cond, 40_000, 10_000, "Condition turn-taking ring (wait_for + notify_all)"),
     "event": (_event, 40_000, 10_000, "Event set/wait ping-pong"),
     "barrier": (_barrier, 20_000, 5_000, "Barrier(threads).wait() rounds"),
+    "condpc": (_condpc, 200_000, 50_000, "Condition producer/consumer, buffer of 16 (wait + notify(1))"),
 }
-_PRIMITIVES["condpc"] = (_condpc, 200_000, 50_000, "Condition producer/consumer, buffer of 16 (wait + notify(1))")
+# Thread counts each primitive runs under; a producer/consumer needs pairs.
+_THREAD_COUNTS = {"condpc": (2, 8)}
 for _name, (_fn, _full, _quick, _desc) in _PRIMITIVES.items():
-    for _t in (2, 8) if _name == "condpc" else (1, 2, 8):
+    for _t in _THREAD_COUNTS.get(_name, (1, 2, 8)):
         WORKLOADS[f"{_name}_{_t}"] = (
             _per_threads(_fn, _t),
             _sync_impls,
