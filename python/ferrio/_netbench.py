@@ -38,6 +38,16 @@ in clock ticks where schedstat is missing) over the whole client run,
 divided by every request the client completed (warm-up included on both
 sides). Repeats are interleaved across loops and
 the median is reported. Nothing here is a test.
+
+``--instructions`` measures something else, without this VM's noise: each
+server runs under valgrind's callgrind, and a row reports the user-space
+instructions it executed per request (counters zeroed after a warm-up
+run, dumped after the measured one; ``callgrind_control -z``/``-d``).
+Kernel work (the syscalls, the same on every loop) is not counted, so the
+figure is the loop's own cost per request plus the Python it runs; with
+one connection (the default there) every request takes the same path and
+the count repeats to within a few parts in a thousand. Time under
+valgrind is meaningless; only the counts are reported.
 """
 
 from __future__ import annotations
@@ -383,19 +393,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, loop: str, mode: str, netload: str):
+    def __init__(self, loop: str, mode: str, netload: str, callgrind_dir: Optional[str] = None):
         self.name = loop
         self.mode = mode
+        self.callgrind_dir = callgrind_dir
         if loop == "raw":
             kind = "udp-server" if mode in UDP_MODES else "server"
             cmd = [netload, kind, "127.0.0.1:0"]
         else:
             cmd = [sys.executable, "-m", "ferrio._netbench", "serve", "--loop", loop, "--mode", mode]
+        if callgrind_dir is not None:
+            out = os.path.join(callgrind_dir, f"{loop}-{mode}.%p")
+            cmd = ["valgrind", "--tool=callgrind", "-q", f"--callgrind-out-file={out}"] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         line = ""
         # Bounded: a server that hangs before printing its port must not
-        # hang the bench.
-        if self.proc.stdout and select.select([self.proc.stdout], [], [], 30)[0]:
+        # hang the bench (valgrind starts Python ~20x slower).
+        wait = 30 if callgrind_dir is None else 300
+        if self.proc.stdout and select.select([self.proc.stdout], [], [], wait)[0]:
             line = self.proc.stdout.readline()
         if not line.strip().isdigit():
             self.stop()
@@ -413,32 +428,69 @@ class Server:
                 self.proc.wait()
 
 
-def run_client(netload: str, server: Server, conns: int, size: int, seconds: float, warmup: float) -> dict:
-    cpu0 = cpu_seconds(server.proc.pid)
+def _client(netload: str, server: Server, conns: int, size: int, seconds: float, warmup: float) -> dict:
+    """One netload run against `server`: its JSON report."""
+    kind = "udp-client" if server.mode in UDP_MODES else "http-client" if server.mode in HTTP_MODES else "client"
     out = subprocess.run(
-        [
-            netload,
-            "udp-client" if server.mode in UDP_MODES else "http-client" if server.mode in HTTP_MODES else "client",
-            f"127.0.0.1:{server.port}",
-            str(conns),
-            str(size),
-            str(seconds),
-            str(warmup),
-        ],
+        [netload, kind, f"127.0.0.1:{server.port}", str(conns), str(size), str(seconds), str(warmup)],
         capture_output=True,
         text=True,
         timeout=seconds + warmup + 60,
     )
     if server.proc.poll() is not None:
         raise RuntimeError(f"server {server.name}/{server.mode} died during the run")
-    cpu1 = cpu_seconds(server.proc.pid)
     if out.returncode != 0:
         raise RuntimeError(f"netload failed against {server.name}/{server.mode}: {out.stderr.strip()}")
-    res = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+def run_client(netload: str, server: Server, conns: int, size: int, seconds: float, warmup: float) -> dict:
+    cpu0 = cpu_seconds(server.proc.pid)
+    res = _client(netload, server, conns, size, seconds, warmup)
+    cpu1 = cpu_seconds(server.proc.pid)
     # Every completed request, warm-up included (the CPU window covers the
     # whole client run); older netload builds only report the measured ones.
     total = res.get("all_requests") or res["rps"] * (seconds + warmup)
     res["cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / max(total, 1.0)
+    return res
+
+
+def _callgrind_control(flag: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", flag, str(pid)], check=True, capture_output=True, timeout=120)
+
+
+def _newest_dump_total(server: Server) -> int:
+    """Instructions in the server's newest callgrind dump (its
+    ``summary:`` line, or ``totals:``)."""
+    assert server.callgrind_dir is not None
+    prefix = f"{server.name}-{server.mode}.{server.proc.pid}."
+    deadline = time.monotonic() + 60
+    while True:
+        parts = [f for f in os.listdir(server.callgrind_dir) if f.startswith(prefix)]
+        parts.sort(key=lambda f: int(f.rsplit(".", 1)[1]))
+        if parts:
+            path = os.path.join(server.callgrind_dir, parts[-1])
+            with open(path) as f:
+                text = f.read()
+            for key in ("summary:", "totals:"):
+                for line in text.splitlines():
+                    if line.startswith(key):
+                        return int(line.split()[1])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no callgrind dump from {server.name}/{server.mode}")
+        time.sleep(0.2)
+
+
+def run_client_instructions(netload: str, server: Server, conns: int, size: int, seconds: float, warmup: float) -> dict:
+    """One measured client run against a server under callgrind: the
+    user-space instructions it ran per request, warm-up excluded (a
+    client run of its own, before the counters are zeroed)."""
+    _client(netload, server, conns, size, warmup, 0)
+    _callgrind_control("-z", server.proc.pid)
+    res = _client(netload, server, conns, size, seconds, 0)
+    _callgrind_control("-d", server.proc.pid)
+    total = res.get("all_requests") or res["requests"]
+    res["instr_per_req"] = _newest_dump_total(server) / max(total, 1)
     return res
 
 
@@ -455,8 +507,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--sizes", default=None, help="message sizes in bytes (default 1024,10240,102400)")
     p.add_argument("--conns", default=None, help="concurrent connections (default 1,10,100)")
     p.add_argument("--loops", default=None, help="subset of loops (raw = the Rust floor)")
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="user-space instructions per request under callgrind instead of CPU time "
+        "(needs valgrind; default 1 connection, 1 repeat, 1 KiB and 100 KiB)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.instructions and not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        raise SystemExit("bench net --instructions needs valgrind (apt-get install valgrind)")
 
     from ._bench import available_loops, loop_versions
 
@@ -471,11 +531,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     for m in modes:
         if m not in MODES:
             p.error(f"unknown mode {m!r}")
-    sizes = [int(x) for x in (args.sizes or ("1024,102400" if args.quick else "1024,10240,102400")).split(",")]
-    conns = [int(x) for x in (args.conns or ("10" if args.quick else "1,10,100")).split(",")]
-    repeat = args.repeat or 3
+    quick_sizes = args.quick or args.instructions
+    sizes = [int(x) for x in (args.sizes or ("1024,102400" if quick_sizes else "1024,10240,102400")).split(",")]
+    default_conns = "1" if args.instructions else "10" if args.quick else "1,10,100"
+    conns = [int(x) for x in (args.conns or default_conns).split(",")]
+    repeat = args.repeat or (1 if args.instructions else 3)
     seconds = args.seconds or (1.0 if args.quick else 2.0)
     warmup = 0.3 if args.quick else 0.5
+    metric = "instr_per_req" if args.instructions else "cpu_us_per_req"
+    measure = run_client_instructions if args.instructions else run_client
+    callgrind_dir = None
+    if args.instructions:
+        import tempfile
+
+        callgrind_dir = tempfile.mkdtemp(prefix="ferrio-callgrind-")
 
     netload = netload_binary()
     servers: Dict[Tuple[str, str], Server] = {}
@@ -488,12 +557,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if key in servers:
                     continue
                 try:
-                    servers[key] = Server(lp, mode, netload)
+                    servers[key] = Server(lp, mode, netload, callgrind_dir)
                 except RuntimeError as e:
                     # A loop without this mode (e.g. no datagram support)
                     # drops out of that mode's rows, not out of the run.
                     skipped.append(str(e))
-        if not args.json:
+        if not args.json and args.instructions:
+            print(
+                f"ferrio bench net --instructions: echo, median of {repeat} runs of {seconds:g}s under callgrind; "
+                "ins = server user-space instructions per request; ratios ferrio/other (<1 = ferrio runs fewer)"
+            )
+        elif not args.json:
             print(
                 f"ferrio bench net: echo, median of {repeat} runs of {seconds:g}s; "
                 "cpu = server user+sys µs per request; ratios ferrio/other (<1 = ferrio uses less CPU)"
@@ -514,7 +588,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         for lp in list(mode_loops):
                             srv = servers[server_key(lp, mode)]
                             try:
-                                samples[lp].append(run_client(netload, srv, c, size, seconds, warmup))
+                                samples[lp].append(measure(netload, srv, c, size, seconds, warmup))
                             except RuntimeError as e:
                                 # A server that dies mid-run leaves the
                                 # table (said once) rather than ending it.
@@ -528,14 +602,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                     for lp, ss in samples.items():
                         row["loops"][lp] = {
                             k: statistics.median(s.get(k, 0) for s in ss)
-                            for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req", "lost")
+                            for k in ("rps", "p50_us", "p99_us", metric, "lost")
                         }
                     results.append(row)
                     if not args.json:
-                        print(format_row(row, mode_loops), flush=True)
+                        print(format_row(row, mode_loops, metric), flush=True)
     finally:
         for s in servers.values():
             s.stop()
+        if callgrind_dir is not None:
+            shutil.rmtree(callgrind_dir, ignore_errors=True)
     if args.json:
         json.dump(
             {"versions": loop_versions(), "python": platform.python_version(), "repeat": repeat, "results": results},
@@ -558,22 +634,27 @@ def server_key(lp: str, mode: str) -> Tuple[str, str]:
     return (lp, mode)
 
 
-def format_row(row: dict, loops: List[str]) -> str:
+def format_row(row: dict, loops: List[str], metric: str = "cpu_us_per_req") -> str:
     head = f"{row['mode']:<8} {row['size'] // 1024:>3}KiB x{row['conns']:<3}"
     parts = []
     f = row["loops"].get("ferrio")
+    short = "ins" if metric == "instr_per_req" else "cpu"
     for lp in loops:
         r = row["loops"][lp]
+        if metric == "instr_per_req":
+            # Rates and latencies under valgrind mean nothing.
+            parts.append(f"{lp} ins {r[metric]:,.0f}")
+            continue
         lost = f" lost {r['lost']:g}" if r.get("lost") else ""
         parts.append(
-            f"{lp} {r['rps'] / 1000:.1f}k/s p50 {r['p50_us']:.0f} p99 {r['p99_us']:.0f}us cpu {r['cpu_us_per_req']:.2f}{lost}"
+            f"{lp} {r['rps'] / 1000:.1f}k/s p50 {r['p50_us']:.0f} p99 {r['p99_us']:.0f}us cpu {r[metric]:.2f}{lost}"
         )
     ratios = []
     if f:
         for lp in loops:
             if lp != "ferrio":
-                o = row["loops"][lp]["cpu_us_per_req"]
-                ratios.append(f"cpu/{lp} {f['cpu_us_per_req'] / o:.2f}" if o else f"cpu/{lp} -")
+                o = row["loops"][lp][metric]
+                ratios.append(f"{short}/{lp} {f[metric] / o:.2f}" if o else f"{short}/{lp} -")
     return head + " | " + " | ".join(parts) + ("  [" + ", ".join(ratios) + "]" if ratios else "")
 
 
