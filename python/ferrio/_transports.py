@@ -6,9 +6,11 @@ stream socket. It subclasses ``asyncio.Transport`` (``isinstance`` checks in
 libraries and in CPython's tests) and owns a Rust core,
 ``ferrio._ferrio.StreamTransport``, that does all per-packet work: the
 loop calls the core directly when the socket is readable or writable, and
-``write``/``writelines``/``is_closing`` are the core's own bound methods,
-set on the instance, so a protocol's ``transport.write(data)`` never runs
-Python code of ours.
+``write``/``writelines``/``is_closing`` (``sendto``/``is_closing`` on the
+datagram wrapper) are C method descriptors on the class that read the
+core from the ``_core`` slot (src/transports/fastmethods.rs), so a
+protocol's ``transport.write(data)`` never runs Python code of ours and
+CPython's ``LOAD_METHOD`` specialises on it.
 
 What stays here is per-connection: building the extra-info dict,
 ``TCP_NODELAY``, attaching to the server, scheduling ``connection_made``,
@@ -44,6 +46,11 @@ class _NativeTransport(transports._FlowControlMixin, transports.BaseTransport):
     is a base for isinstance checks (``loop.sendfile``'s fallback requires
     it) and its slots are shadowed by the properties below."""
 
+    # `_core` is a slot: the C methods installed below find the core at its
+    # fixed offset. `__dict__` and `__weakref__` keep what a class without
+    # __slots__ has (libraries set attributes on transports).
+    __slots__ = ("_core", "__dict__", "__weakref__")
+
     max_size = 256 * 1024
 
     def _setup(self, loop, sock, extra):
@@ -72,7 +79,7 @@ class _NativeTransport(transports._FlowControlMixin, transports.BaseTransport):
 
     def __repr__(self):
         info = [self.__class__.__name__]
-        core = self.__dict__.get("_core")
+        core = getattr(self, "_core", None)
         if core is None or core._sock is None:
             info.append("closed")
         elif core._closing:
@@ -87,7 +94,7 @@ class _NativeTransport(transports._FlowControlMixin, transports.BaseTransport):
         return "<{}>".format(" ".join(info))
 
     def __del__(self, _warn=warnings.warn):
-        core = self.__dict__.get("_core")
+        core = getattr(self, "_core", None)
         sock = core._sock if core is not None else None
         if sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
@@ -123,10 +130,7 @@ class _NativeTransport(transports._FlowControlMixin, transports.BaseTransport):
     def _low_water(self):
         return self._core.get_write_buffer_limits()[0]
 
-    # -- the BaseTransport API (is_closing is replaced per instance) -------
-
-    def is_closing(self):
-        return self._core.is_closing()
+    # -- the BaseTransport API (is_closing: see _install_transport_methods) --
 
     def close(self):
         self._core.close()
@@ -190,10 +194,6 @@ class SocketTransport(_NativeTransport, transports.Transport):
         self._setup(loop, sock, extra)
         core = _ferrio.StreamTransport(loop, self, sock, protocol, server)
         self._core = core
-        # The hot methods are the core's: no Python frame per call.
-        self.write = core.write
-        self.writelines = core.writelines
-        self.is_closing = core.is_closing
         if server is not None:
             if _ATTACH_TAKES_TRANSPORT:
                 server._attach(self)
@@ -218,12 +218,6 @@ class SocketTransport(_NativeTransport, transports.Transport):
     def _empty_waiter(self):
         return self._core._empty_waiter
 
-    def write(self, data):
-        self._core.write(data)
-
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
-
     def write_eof(self):
         self._core.write_eof()
 
@@ -247,16 +241,16 @@ class DatagramTransport(_NativeTransport, transports.DatagramTransport):
             loop, self, sock, protocol, address, bool(self._extra["peername"]), _DATAGRAM_HEADER
         )
         self._core = core
-        self.sendto = core.sendto
-        self.is_closing = core.is_closing
         self._start(loop, protocol, waiter)
 
     @property
     def _address(self):
         return self._core._address
 
-    def sendto(self, data, addr=None):
-        self._core.sendto(data, addr)
+
+# write/writelines/is_closing and sendto/is_closing: C method descriptors
+# (src/transports/fastmethods.rs).
+_ferrio._install_transport_methods(SocketTransport, DatagramTransport)
 
 
 # 3.13 sends empty datagrams and counts 8 header bytes per queued one.

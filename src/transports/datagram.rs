@@ -348,7 +348,7 @@ impl DatagramTransport {
     }
 
     #[pyo3(signature = (data, addr = None))]
-    fn sendto(
+    pub(crate) fn sendto(
         slf: &Bound<'_, Self>,
         data: &Bound<'_, PyAny>,
         addr: Option<Bound<'_, PyAny>>,
@@ -450,7 +450,7 @@ impl DatagramTransport {
         Ok(())
     }
 
-    fn is_closing(&self, py: Python<'_>) -> bool {
+    pub(crate) fn is_closing(&self, py: Python<'_>) -> bool {
         self.st.borrow(py).life.closing
     }
 

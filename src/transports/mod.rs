@@ -14,6 +14,8 @@
 //!   kernel (`recvfrom` with Python-style sender addresses, numeric
 //!   `sendto` addresses parsed natively).
 //! - `addrcache.rs`: a datagram transport's recent senders' address tuples.
+//! - `fastmethods.rs`: the wrappers' `write`/`writelines`/`sendto`/
+//!   `is_closing` as C method descriptors reading the core from a slot.
 //! - `common.rs`: error reporting and flow-control calls shared by cores.
 //! - `buffer.rs`: buffer-protocol views and `recv`/`send` helpers.
 //!
@@ -25,6 +27,7 @@ pub mod addrcache;
 pub mod buffer;
 pub mod common;
 pub mod datagram;
+pub mod fastmethods;
 pub mod sockaddr;
 pub mod sockops;
 pub mod stream;
@@ -37,6 +40,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::StreamTransport>()?;
     m.add_class::<sockops::SockOp>()?;
     m.add_class::<datagram::DatagramTransport>()?;
+    m.add_function(wrap_pyfunction!(
+        fastmethods::_install_transport_methods,
+        m
+    )?)?;
     m.add_function(wrap_pyfunction!(sockops::sock_recv, m)?)?;
     m.add_function(wrap_pyfunction!(sockops::sock_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sockops::sock_sendall, m)?)?;

@@ -5,8 +5,9 @@
 //! The Python class `ferrio._transports.SocketTransport` (a subclass of
 //! `asyncio.Transport`, so `isinstance` checks hold) owns one of these and
 //! forwards to it; its hot methods (`write`, `writelines`, `is_closing`) are
-//! this object's bound methods, so a protocol's `transport.write(data)` goes
-//! straight to Rust.
+//! C method descriptors on that class that call this object's methods
+//! (fastmethods.rs), so a protocol's `transport.write(data)` goes straight
+//! to Rust.
 //!
 //! Per readable event: one `recv` into a new `bytes` object and one call of
 //! the protocol's cached `data_received` (or `get_buffer`/`recv_into`/
@@ -412,7 +413,7 @@ impl StreamTransport {
         }
     }
 
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(b) = data.cast::<PyBytes>() {
             let bytes = b.as_bytes();
             if bytes.is_empty() {
@@ -443,7 +444,10 @@ impl StreamTransport {
     }
 
     /// `writelines(list_of_data)`: the pieces joined, then one `write`.
-    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn writelines(
+        slf: &Bound<'_, Self>,
+        list_of_data: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let py = slf.py();
         slf.get().check_writable(slf.py(), "writelines")?;
         let joined = PyBytes::new(py, b"").call_method1("join", (list_of_data,))?;
@@ -469,7 +473,7 @@ impl StreamTransport {
         true
     }
 
-    fn is_closing(&self, py: Python<'_>) -> bool {
+    pub(crate) fn is_closing(&self, py: Python<'_>) -> bool {
         self.st.borrow(py).life.closing
     }
 
