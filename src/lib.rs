@@ -20,6 +20,7 @@ mod event_loop;
 mod executor;
 mod gilcell;
 mod handles;
+mod methoddef;
 mod oserror;
 mod pyhelpers;
 mod reactor;

@@ -13,15 +13,14 @@
 //! Errors follow asyncio: a missing callback or delay, or an unknown keyword,
 //! is a `TypeError`. A Rust panic never crosses into Python (boundary.rs).
 
-use std::ffi::c_char;
-use std::os::raw::c_int;
-
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple};
 use pyo3::{Borrowed, PyTypeInfo};
+
+use crate::methoddef::{method_def, MethodDef};
 
 /// The interned keyword name `context`.
 static CONTEXT_NAME: PyOnceLock<Py<PyString>> = PyOnceLock::new();
@@ -194,29 +193,6 @@ fastcall_fn!(call_soon_threadsafe_fast, Kind::SoonThreadsafe);
 fastcall_fn!(call_later_fast, Kind::Later);
 fastcall_fn!(call_at_fast, Kind::At);
 
-/// A `PyMethodDef` that may live in a `static` (its pointers are to static
-/// strings and functions, never mutated after install).
-struct MethodDef(std::cell::UnsafeCell<ffi::PyMethodDef>);
-
-// SAFETY: the definitions are written only at compile time; CPython only
-// reads them (it keeps a pointer for the descriptor's lifetime).
-unsafe impl Sync for MethodDef {}
-
-const FLAGS: c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
-
-macro_rules! method_def {
-    ($name:literal, $func:ident, $doc:literal) => {
-        MethodDef(std::cell::UnsafeCell::new(ffi::PyMethodDef {
-            ml_name: concat!($name, "\0").as_ptr() as *const c_char,
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunctionFastWithKeywords: $func,
-            },
-            ml_flags: FLAGS,
-            ml_doc: concat!($doc, "\0").as_ptr() as *const c_char,
-        }))
-    };
-}
-
 static DEFS: [MethodDef; 4] = [
     method_def!(
         "call_soon",
@@ -242,24 +218,5 @@ static DEFS: [MethodDef; 4] = [
 
 /// Installs the four methods on the `Loop` type.
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
-    let ty = Loop::type_object(py);
-    for def in DEFS.iter() {
-        // SAFETY: `def` is a static PyMethodDef that outlives the type; the
-        // type pointer is valid; PyDescr_NewMethod returns a new reference.
-        let descr = unsafe {
-            let d = ffi::PyDescr_NewMethod(ty.as_type_ptr(), def.0.get());
-            if d.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            Bound::from_owned_ptr(py, d)
-        };
-        // SAFETY: ml_name is a NUL-terminated static string.
-        let name = unsafe { std::ffi::CStr::from_ptr((*def.0.get()).ml_name) }
-            .to_str()
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        // PyO3 types are mutable heap types: setattr on the type works and
-        // invalidates the method cache.
-        ty.setattr(name, descr)?;
-    }
-    Ok(())
+    crate::methoddef::install(&Loop::type_object(py), &DEFS)
 }

@@ -20,8 +20,6 @@
 //! Python (boundary.rs). An instance attribute set later (a test's
 //! `mock.patch.object(transport, "write")`) still shadows the class's.
 
-use std::ffi::c_char;
-use std::os::raw::c_int;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use pyo3::exceptions::{PyAttributeError, PyTypeError};
@@ -32,6 +30,7 @@ use pyo3::Borrowed;
 
 use super::datagram::DatagramTransport;
 use super::stream::StreamTransport;
+use crate::methoddef::{self, method_def, MethodDef};
 
 /// Byte offset of the `_core` slot in wrapper instances; 0 until
 /// [`install`] found it (no object has a slot at offset 0).
@@ -209,27 +208,6 @@ fastcall!(datagram_is_closing, |py, slf, args, nargsf, kwnames| {
     Ok(boolean(py, core.get().is_closing(py)))
 });
 
-/// A `PyMethodDef` that may live in a `static` (pointers to static strings
-/// and functions, never mutated).
-struct MethodDef(std::cell::UnsafeCell<ffi::PyMethodDef>);
-
-// SAFETY: written only at compile time; CPython only reads them (and keeps
-// a pointer for each descriptor's lifetime).
-unsafe impl Sync for MethodDef {}
-
-macro_rules! method_def {
-    ($name:literal, $func:ident, $doc:literal) => {
-        MethodDef(std::cell::UnsafeCell::new(ffi::PyMethodDef {
-            ml_name: concat!($name, "\0").as_ptr() as *const c_char,
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunctionFastWithKeywords: $func,
-            },
-            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS as c_int,
-            ml_doc: concat!($doc, "\0").as_ptr() as *const c_char,
-        }))
-    };
-}
-
 static STREAM_DEFS: [MethodDef; 3] = [
     method_def!("write", stream_write, "write($self, data)\n--\n\nWrite bytes-like data to the transport (never blocks; buffered when the kernel does not take it all)."),
     method_def!("writelines", stream_writelines, "writelines($self, list_of_data)\n--\n\nWrite the pieces as one write."),
@@ -277,29 +255,6 @@ fn core_slot_offset(cls: &Bound<'_, PyType>) -> PyResult<isize> {
     Ok(offset)
 }
 
-fn install_on(cls: &Bound<'_, PyType>, defs: &'static [MethodDef]) -> PyResult<()> {
-    let py = cls.py();
-    for def in defs {
-        // SAFETY: `def` is a static PyMethodDef that outlives the class; the
-        // type pointer is valid; PyDescr_NewMethod returns a new reference.
-        let descr = unsafe {
-            let d = ffi::PyDescr_NewMethod(cls.as_type_ptr(), def.0.get());
-            if d.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            Bound::from_owned_ptr(py, d)
-        };
-        // SAFETY: ml_name is a NUL-terminated static string.
-        let name = unsafe { std::ffi::CStr::from_ptr((*def.0.get()).ml_name) };
-        cls.setattr(
-            name.to_str()
-                .map_err(|e| PyTypeError::new_err(e.to_string()))?,
-            descr,
-        )?;
-    }
-    Ok(())
-}
-
 /// `_install_transport_methods(SocketTransport, DatagramTransport)`: puts
 /// the descriptors on the two wrapper classes (once, at import of
 /// `ferrio._transports`).
@@ -319,6 +274,6 @@ pub fn _install_transport_methods(
             "transport methods already installed elsewhere",
         ));
     }
-    install_on(socket_cls, &STREAM_DEFS)?;
-    install_on(datagram_cls, &DATAGRAM_DEFS)
+    methoddef::install(socket_cls, &STREAM_DEFS)?;
+    methoddef::install(datagram_cls, &DATAGRAM_DEFS)
 }
