@@ -25,13 +25,19 @@ pub fn guard(f: impl FnOnce(Python<'_>) -> PyResult<*mut ffi::PyObject>) -> *mut
             ptr::null_mut()
         }
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic in ferrio".to_string());
-            PanicException::new_err(msg).restore(py);
+            panic_error(payload).restore(py);
             ptr::null_mut()
         }
     }
+}
+
+/// The `PanicException` a caught panic becomes (PyO3's trampolines do the
+/// same for generated methods).
+pub fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic in ferrio".to_string());
+    PanicException::new_err(msg)
 }

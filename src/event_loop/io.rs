@@ -67,10 +67,13 @@ fn repr(obj: &Bound<'_, PyAny>) -> String {
 
 /// A persistent reader/writer handle for `callback(*args)`, capturing the
 /// current context (and, in debug mode, the creation stack).
+/// With `native`, the loop calls it instead of `callback`
+/// (`HandleCore::with_native`).
 pub(super) fn new_watcher(
     lp: &Loop,
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
+    native: Option<handles::NativeFn>,
 ) -> PyResult<HandleRef> {
     lp.check_closed()?;
     let py = callback.py();
@@ -80,15 +83,19 @@ pub(super) fn new_watcher(
     } else {
         None
     };
+    let core = HandleCore::new(
+        callback.clone().unbind(),
+        args.clone().unbind(),
+        ctx,
+        true,
+        tb,
+    );
     handles::new_handle(
         py,
-        HandleCore::new(
-            callback.clone().unbind(),
-            args.clone().unbind(),
-            ctx,
-            true,
-            tb,
-        ),
+        match native {
+            Some(f) => core.with_native(f),
+            None => core,
+        },
     )
 }
 
@@ -100,15 +107,18 @@ pub(super) fn retire(py: Python<'_>, old: Option<HandleRef>) {
     }
 }
 
+/// Watches `fd` for `side` with a new watcher (see [`new_watcher`]),
+/// cancelling the one it replaces.
 pub(super) fn add(
     lp: &Loop,
     fd: RawFd,
     side: Side,
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
+    native: Option<handles::NativeFn>,
 ) -> PyResult<HandleRef> {
     let py = callback.py();
-    let handle = new_watcher(lp, callback, args)?;
+    let handle = new_watcher(lp, callback, args, native)?;
     retire(py, lp.reactor.set(py, fd, side, handle.clone_ref(py))?);
     Ok(handle)
 }
@@ -125,7 +135,7 @@ pub(super) fn add_obj(
     let py = obj.py();
     let fd = fileobj_to_fd(obj)?;
     let prev = lp.reactor.take_fileobj(py, fd);
-    let handle = match add(lp, fd, side, callback, args) {
+    let handle = match add(lp, fd, side, callback, args, None) {
         Ok(h) => h,
         Err(e) => {
             drop(lp.reactor.remember_fileobj(py, fd, prev));

@@ -306,7 +306,30 @@ impl Loop {
     /// any previous watcher of that side, as `add_reader` does).
     pub(crate) fn watch(&self, fd: RawFd, side: Side, callback: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = callback.py();
-        io::add(self, fd, side, callback, &pyhelpers::empty_tuple(py)).map(|h| h.release_ref(py))
+        io::add(self, fd, side, callback, &pyhelpers::empty_tuple(py), None)
+            .map(|h| h.release_ref(py))
+    }
+
+    /// [`Loop::watch`] where `callback` is a transport's builtin bound
+    /// method `m` whose body is `native(m.__self__)`: the loop calls
+    /// `native` directly (`HandleCore::with_native`).
+    pub(crate) fn watch_native(
+        &self,
+        fd: RawFd,
+        side: Side,
+        callback: &Bound<'_, PyAny>,
+        native: crate::handles::NativeFn,
+    ) -> PyResult<()> {
+        let py = callback.py();
+        io::add(
+            self,
+            fd,
+            side,
+            callback,
+            &pyhelpers::empty_tuple(py),
+            Some(native),
+        )
+        .map(|h| h.release_ref(py))
     }
 
     /// Watches with `callback`, reusing a parked registration of the same
@@ -319,7 +342,7 @@ impl Loop {
         owner: usize,
     ) -> PyResult<HandleRef> {
         let py = callback.py();
-        let handle = io::new_watcher(self, callback, &pyhelpers::empty_tuple(py))?;
+        let handle = io::new_watcher(self, callback, &pyhelpers::empty_tuple(py), None)?;
         io::retire(
             py,
             self.reactor

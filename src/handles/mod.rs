@@ -109,6 +109,48 @@ pub(crate) fn call_in_context(
     Ok(())
 }
 
+/// `func()` for a builtin bound method `func` whose body is `f(self)`:
+/// `f(func.__self__)` inside `ctx`, with the panic boundary PyO3's
+/// trampoline would have given (a panic becomes `PanicException`).
+#[inline]
+fn call_native_in_context(
+    py: Python<'_>,
+    ctx: &Bound<'_, PyAny>,
+    func: &Py<PyAny>,
+    f: NativeFn,
+) -> PyResult<()> {
+    // SAFETY: GIL held; `func` is a live object. `with_native` handles are
+    // made only for builtin bound methods, whose `m_self` is a borrowed
+    // reference kept alive by the method object (which the caller holds).
+    let slf = unsafe {
+        let m = func.as_ptr();
+        if ffi::PyCFunction_Check(m) == 0 {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "native watcher without a builtin method",
+            ));
+        }
+        let s = ffi::PyCFunction_GetSelf(m);
+        if s.is_null() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "native watcher without a bound self",
+            ));
+        }
+        Borrowed::from_ptr(py, s)
+    };
+    // SAFETY: balanced Enter/Exit, as in `call_in_context`.
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&slf)))
+        .unwrap_or_else(|payload| Err(crate::boundary::panic_error(payload)));
+    // SAFETY: as above.
+    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } < 0 {
+        let exit_err = PyErr::fetch(py);
+        return res.and(Err(exit_err));
+    }
+    res
+}
+
 /// A set-once reference to a Python object (a handle's context).
 ///
 /// `std::sync::OnceLock` costs ~80 instructions to initialise through its
@@ -233,8 +275,15 @@ pub(crate) struct TimerPart {
 }
 
 /// Everything a handle knows; lives inside the Python object.
+/// A native transport's readiness method, called with the `self` of the
+/// handle's callback (a builtin bound method of that transport) instead of
+/// through the method object: see [`HandleCore::with_native`].
+pub(crate) type NativeFn = fn(&Bound<'_, PyAny>) -> PyResult<()>;
+
 pub(crate) struct HandleCore {
     callback: GilCell<Option<Callback>>,
+    /// Set for the watchers of ferrio's own transports (`Loop::watch`).
+    native: Option<NativeFn>,
     /// Unset: an empty context, made on first use (see module doc).
     context: LazyObject,
     cancelled: AtomicBool,
@@ -255,12 +304,24 @@ impl HandleCore {
     ) -> Self {
         HandleCore {
             callback: GilCell::new(Some(Callback { func, args })),
+            native: None,
             context: LazyObject::new(context),
             cancelled: AtomicBool::new(false),
             persistent,
             source_traceback,
             timer: None,
         }
+    }
+
+    /// Runs `f(callback.__self__)` instead of `callback()`: the callback
+    /// must be a builtin bound method (no arguments) that does exactly
+    /// that. It stays the handle's callback for `repr`, the exception
+    /// handler and anything else that reads it; the call skips the method
+    /// object and PyO3's trampoline (~150 instructions per readiness event
+    /// under callgrind, docs/next-networking.md).
+    pub(crate) fn with_native(mut self, f: NativeFn) -> Self {
+        self.native = Some(f);
+        self
     }
 
     /// Makes this a timer handle due at `when`.
@@ -356,7 +417,10 @@ impl HandleCore {
             return Ok(()); // cancelled after it was queued
         };
         let res = match self.context.get(py) {
-            Some(ctx) => call_in_context(py, &ctx, &cb.func, &cb.args),
+            Some(ctx) => match self.native {
+                Some(f) => call_native_in_context(py, &ctx, &cb.func, f),
+                None => call_in_context(py, &ctx, &cb.func, &cb.args),
+            },
             None => self.run_in_spare(py, &cb, spare),
         };
         if res.is_err() && !keep && !self.is_cancelled() {
@@ -377,7 +441,10 @@ impl HandleCore {
     #[inline]
     fn run_in_spare(&self, py: Python<'_>, cb: &Callback, spare: &SpareContext) -> PyResult<()> {
         let ctx = spare.lend(py)?;
-        let res = call_in_context(py, &ctx, &cb.func, &cb.args);
+        let res = match self.native {
+            Some(f) => call_native_in_context(py, &ctx, &cb.func, f),
+            None => call_in_context(py, &ctx, &cb.func, &cb.args),
+        };
         // SAFETY: GIL held; `ctx` is a live Context, whose length cannot fail.
         if unsafe { ffi::PyObject_Length(ctx.as_ptr()) } == 0 {
             spare.give_back(py, ctx);

@@ -114,6 +114,11 @@ enum Sent {
 }
 
 impl DatagramTransport {
+    /// `_read_ready()` as the loop calls it (`Loop::watch_native`).
+    fn read_ready_native(slf: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::_read_ready(slf.cast::<Self>()?)
+    }
+
     fn lp(&self) -> &Loop {
         self.lp.get()
     }
@@ -335,7 +340,8 @@ impl DatagramTransport {
             return Ok(());
         }
         let cb = slf.getattr("_read_ready")?;
-        me.lp().watch(me.fd, Side::Read, &cb)
+        me.lp()
+            .watch_native(me.fd, Side::Read, &cb, Self::read_ready_native)
     }
 
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {

@@ -199,6 +199,11 @@ impl StreamTransport {
         common::debug_log(slf.get().lp.bind(py), transport, message)
     }
 
+    /// `_read_ready()` as the loop calls it (`Loop::watch_native`).
+    fn read_ready_native(slf: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::_read_ready(slf.cast::<Self>()?)
+    }
+
     fn shutdown_write(&self) -> PyResult<()> {
         // SAFETY: plain syscall on our fd.
         if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } != 0 {
@@ -324,7 +329,8 @@ impl StreamTransport {
             return Ok(());
         }
         let cb = slf.getattr("_read_ready")?;
-        me.lp().watch(me.fd, Side::Read, &cb)
+        me.lp()
+            .watch_native(me.fd, Side::Read, &cb, Self::read_ready_native)
     }
 
     /// The fd is readable: one read, delivered to the protocol.
