@@ -3,6 +3,7 @@
 //!
 //! - `epoll.rs`: level-triggered epoll syscalls.
 //! - `waker.rs`: the eventfd and the sleep/wake protocol.
+//! - `fdhash.rs`: the fd table's hasher (no SipHash per event).
 //!
 //! This module owns the fd table behind `add_reader`/`add_writer`: per fd, at
 //! most one reader and one writer handle, registered for exactly the events
@@ -18,6 +19,7 @@
 //! blocking `epoll_wait`, with the GIL released.
 
 pub mod epoll;
+mod fdhash;
 pub mod waker;
 
 use crate::oserror::OsResult;
@@ -93,7 +95,7 @@ pub enum Side {
 pub struct Reactor {
     epoll: Epoll,
     pub waker: Waker,
-    fds: GilCell<HashMap<RawFd, FdEntry>>,
+    fds: GilCell<HashMap<RawFd, FdEntry, fdhash::FdBuildHasher>>,
     /// Event buffer; only the loop thread polls, the mutex is uncontended.
     events: Mutex<Vec<Event>>,
     /// A reader or writer was added or removed since the last poll (the
@@ -110,7 +112,7 @@ impl Reactor {
         Ok(Reactor {
             epoll,
             waker,
-            fds: GilCell::new(HashMap::new()),
+            fds: GilCell::new(HashMap::default()),
             events: Mutex::new(epoll::event_buffer(64)),
             changed: AtomicBool::new(false),
         })
