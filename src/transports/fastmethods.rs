@@ -163,9 +163,11 @@ macro_rules! fastcall {
 }
 
 fastcall!(stream_write, |py, slf, args, nargsf, kwnames| {
-    // SAFETY: see `parse` and `core` (the descriptor's contract).
+    // SAFETY: vectorcall arguments, as `parse` requires.
     let [data] = unsafe { parse(py, "write", ["data"], 1, args, nargsf, kwnames) }?;
     let data = required(data)?;
+    // SAFETY: `slf` is an instance of the class the descriptor was made
+    // for (CPython checked), whose `_core` slot `install` located.
     let core = unsafe { core(py, slf) }?;
     let core = core.cast::<StreamTransport>().map_err(PyErr::from)?;
     StreamTransport::write(&core, &data)?;
@@ -173,9 +175,11 @@ fastcall!(stream_write, |py, slf, args, nargsf, kwnames| {
 });
 
 fastcall!(stream_writelines, |py, slf, args, nargsf, kwnames| {
-    // SAFETY: as above.
+    // SAFETY: vectorcall arguments, as `parse` requires.
     let [lines] = unsafe { parse(py, "writelines", ["list_of_data"], 1, args, nargsf, kwnames) }?;
     let lines = required(lines)?;
+    // SAFETY: `slf` is an instance of the class the descriptor was made
+    // for (CPython checked), whose `_core` slot `install` located.
     let core = unsafe { core(py, slf) }?;
     let core = core.cast::<StreamTransport>().map_err(PyErr::from)?;
     StreamTransport::writelines(&core, &lines)?;
@@ -183,16 +187,20 @@ fastcall!(stream_writelines, |py, slf, args, nargsf, kwnames| {
 });
 
 fastcall!(stream_is_closing, |py, slf, args, nargsf, kwnames| {
-    // SAFETY: as above.
+    // SAFETY: vectorcall arguments, as `parse` requires.
     unsafe { parse::<0>(py, "is_closing", [], 0, args, nargsf, kwnames) }?;
+    // SAFETY: `slf` is an instance of the class the descriptor was made
+    // for (CPython checked), whose `_core` slot `install` located.
     let core = unsafe { core(py, slf) }?;
     let core = core.cast::<StreamTransport>().map_err(PyErr::from)?;
     Ok(boolean(py, core.get().is_closing(py)))
 });
 
 fastcall!(datagram_sendto, |py, slf, args, nargsf, kwnames| {
-    // SAFETY: as above.
+    // SAFETY: vectorcall arguments, as `parse` requires.
     let [data, addr] = unsafe { parse(py, "sendto", ["data", "addr"], 1, args, nargsf, kwnames) }?;
+    // SAFETY: `slf` is an instance of the class the descriptor was made
+    // for (CPython checked), whose `_core` slot `install` located.
     let core = unsafe { core(py, slf) }?;
     let core = core.cast::<DatagramTransport>().map_err(PyErr::from)?;
     let data = required(data)?;
@@ -201,8 +209,10 @@ fastcall!(datagram_sendto, |py, slf, args, nargsf, kwnames| {
 });
 
 fastcall!(datagram_is_closing, |py, slf, args, nargsf, kwnames| {
-    // SAFETY: as above.
+    // SAFETY: vectorcall arguments, as `parse` requires.
     unsafe { parse::<0>(py, "is_closing", [], 0, args, nargsf, kwnames) }?;
+    // SAFETY: `slf` is an instance of the class the descriptor was made
+    // for (CPython checked), whose `_core` slot `install` located.
     let core = unsafe { core(py, slf) }?;
     let core = core.cast::<DatagramTransport>().map_err(PyErr::from)?;
     Ok(boolean(py, core.get().is_closing(py)))
